@@ -1,0 +1,14 @@
+"""ensemblecv: train many image models, combine them into ensembles, score them honestly."""
+
+from .config import ExperimentConfig, load_config
+from .data import ImageDataset, SampleTable, load_image, load_samples, make_folds, scan_table
+from .errors import ConfigError, DataError, EnsembleCVError, ImageLoadError
+from .workspace import Workspace, prepare_workspace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError", "DataError", "EnsembleCVError", "ExperimentConfig", "ImageDataset",
+    "ImageLoadError", "SampleTable", "Workspace", "load_config", "load_image", "load_samples",
+    "make_folds", "prepare_workspace", "scan_table", "__version__",
+]  # fmt: skip

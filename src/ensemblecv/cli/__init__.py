@@ -1,0 +1,37 @@
+"""The ``ensemblecv`` command line: a thin typer layer over the Python API.
+
+Each verb lives in a small module and only parses arguments, calls library
+functions and prints. User errors (:class:`EnsembleCVError`) become a red
+message and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import typer
+
+from ..errors import EnsembleCVError
+from . import _console
+from .data_commands import register as _register_data
+from .demo import register as _register_demo
+
+app = typer.Typer(
+    name="ensemblecv",
+    help="Train, compare and ensemble image classifiers with honest cross-validated scores.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+_register_data(app)
+_register_demo(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    warnings.showwarning = _console.show_warning
+    try:
+        app(args=argv, standalone_mode=True)
+    except EnsembleCVError as exc:
+        _console.error(str(exc))
+        sys.exit(2)

@@ -1,0 +1,122 @@
+"""CLI verbs that read datasets: ``datasets``, ``audit``, ``split``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import typer
+from rich.table import Table
+
+from ..data import builtin
+from ..data.export import export_builtin
+from ..data.samples import SampleTable, load_samples
+from ..data.scan import ScanResult, duplicate_groups, exclude_bad, scan_table
+from ..data.split import assign_splits, check_output_dir, parse_ratios, write_split
+from ..errors import DataError
+from ..workspace import prepare_workspace
+from ._console import console, progress_bar
+
+DATA_HELP = "Folder (ImageFolder layout), CSV index (image_path + class_name/target) or built-in name."
+WORKERS_HELP = "Decode processes (default: CPU count, 0 = in this process)."
+
+datasets_app = typer.Typer(help="List and export the built-in datasets.", no_args_is_help=True)
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """Show the built-in datasets and whether they are available offline."""
+    table = Table("name", "splits", "available")
+    for name in builtin.list_datasets():
+        ok = name != "fashion-mnist" or builtin.fashion_mnist_available()
+        table.add_row(name, "train, test", "yes" if ok else "no (apt-get install dataset-fashion-mnist)")
+    console.print(table)
+
+
+@datasets_app.command("export")
+def datasets_export(
+    name: str = typer.Argument(..., help="Built-in dataset, optionally with split: fashion-mnist:test."),
+    out: Path = typer.Argument(..., help="New or empty output folder."),
+    layout: str = typer.Option("folder", help="folder (one sub-folder per class) or csv (train.csv/test.csv)."),
+    limit: int | None = typer.Option(None, min=1, help="Export at most N images, classes balanced."),
+) -> None:
+    """Write a built-in dataset as PNG files."""
+    parsed = builtin.parse_builtin(name)
+    if parsed is None:
+        raise DataError(f"Unknown built-in dataset {name!r}; available: {', '.join(builtin.list_datasets())}.")
+    n = len(builtin.load_split(*parsed).labels)
+    total = min(n, limit) if limit else n
+    with progress_bar(f"export {name}", total) as advance:
+        where = export_builtin(name, out, layout=layout, limit=limit, progress=advance)
+    console.print(f"Wrote {total} images: [bold]{where}[/]")
+
+
+def _scan_with_progress(table: SampleTable, workers: int | None) -> ScanResult:
+    with progress_bar("scan", len(table)) as advance:
+        return scan_table(table, workers=workers, progress=advance)
+
+
+def audit(
+    data: str = typer.Argument(..., help=DATA_HELP),
+    out: Path = typer.Option(Path("audit"), "--out", "-o", help="Folder for audit.json, audit.html and plots."),
+    workers: int | None = typer.Option(None, min=0, help=WORKERS_HELP),
+    min_per_class: int = typer.Option(5, min=1, help="Flag classes with fewer images (e.g. your fold count)."),
+) -> None:
+    """Analyse a dataset: class balance, sizes, modes, brightness, mean/std, duplicates, bad files."""
+    from ..audit import run_audit, summarize
+
+    result = run_audit(data, out, workers=workers, min_per_class=min_per_class, progress=True, console=console)
+    summarize(result.audit, console)
+
+
+def split(
+    data: str = typer.Argument(..., help=DATA_HELP),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write train/val/test class folders here."),
+    ratios: str = typer.Option("0.8,0.1,0.1", help="train,val[,test] fractions for --out."),
+    workspace: Path | None = typer.Option(None, "--workspace", "-w", help="Write the K-fold table here instead."),
+    folds: int = typer.Option(5, min=2, help="Number of CV folds for --workspace."),
+    seed: int = typer.Option(0, help="Random seed of the split."),
+    link: bool = typer.Option(False, "--link/--copy", help="Symlink files instead of copying them."),
+    strict: bool = typer.Option(False, help="Abort on unreadable files instead of excluding them."),
+    workers: int | None = typer.Option(None, min=0, help=WORKERS_HELP),
+) -> None:
+    """Split a dataset: class folders by ratio (--out), or a stratified K-fold table (--workspace).
+
+    Both are stratified by class and keep groups (exact duplicates, a CSV
+    'group' column) on one side. Source files are never moved or changed.
+    """
+    if (out is None) == (workspace is None):
+        raise DataError("Give exactly one of --out DIR (folders by ratio) or --workspace DIR (K-fold table).")
+    table = load_samples(data)
+    if out is not None:
+        ratio_list = parse_ratios(ratios)
+        check_output_dir(out.absolute(), table.root)
+        scan = _scan_with_progress(table, workers)
+        good = exclude_bad(scan, strict=strict)
+        good = duplicate_groups(good, scan.stats.loc[scan.ok, "hash"].reset_index(drop=True))
+        splits = assign_splits(good, ratio_list, seed=seed)
+        index = write_split(good, out, splits, mode="link" if link else "copy")
+        counts = pd.crosstab(index["class_name"], index["split"])
+        _print_counts(counts, f"Wrote {len(index)} files to {out}")
+        return
+    scan = _scan_with_progress(table, workers)
+    ws = prepare_workspace(workspace, table, folds=folds, seed=seed, strict=strict, scan=scan)
+    fold_table = ws.load_folds()
+    counts = pd.crosstab(fold_table["label"].map(dict(enumerate(table.classes))), fold_table["fold"])
+    _print_counts(counts, f"Fold table for {len(fold_table)} samples: {ws.folds_path}")
+
+
+def _print_counts(counts: pd.DataFrame, title: str, max_rows: int = 30) -> None:
+    table = Table("class", *map(str, counts.columns), title=title)
+    for name, row in counts.head(max_rows).iterrows():
+        table.add_row(str(name), *map(str, row.tolist()))
+    if len(counts) > max_rows:
+        table.add_row(f"... {len(counts) - max_rows} more classes", *[""] * len(counts.columns))
+    table.add_row("[bold]total", *[f"[bold]{v}" for v in counts.sum().tolist()])
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(datasets_app, name="datasets")
+    app.command("audit")(audit)
+    app.command("split")(split)

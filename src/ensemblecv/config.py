@@ -1,0 +1,197 @@
+"""Experiment config: YAML validated by pydantic, overridable as ``key.sub=value``.
+
+Unknown keys are errors (a typo such as ``train.lrr`` must not silently train
+with the default), and every error names the full key and what is allowed.
+The resolved config — file + overrides + defaults — is what runs save, so a
+run can be reproduced from its own folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class NormalizeValues(_Strict):
+    mean: list[float] = Field(min_length=1, max_length=3)
+    std: list[float] = Field(min_length=1, max_length=3)
+
+    @model_validator(mode="after")
+    def _same_length(self) -> NormalizeValues:
+        if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
+            raise ValueError("mean and std need the same length and std must be > 0")
+        return self
+
+
+class DataConfig(_Strict):
+    train: str = Field(description="folder, CSV index or built-in name (fashion-mnist, digits)")
+    test: str | None = None
+    image_size: int = Field(28, ge=8, le=4096)
+    channels: Literal[1, 3] = 3
+    folds: int = Field(5, ge=2, le=100)
+    fold_seed: int = 0
+    resize: Literal["stretch", "letterbox", "center_crop"] = "letterbox"
+    normalize: Literal["imagenet", "dataset", "none"] | NormalizeValues = "dataset"
+    strict: bool = Field(False, description="abort on unreadable files instead of excluding them")
+    num_workers: int | None = Field(None, ge=0, description="DataLoader workers; None = auto")
+
+
+class ModelConfig(_Strict):
+    name: str = "mnist_cnn"
+    pretrained: bool | str = Field(False, description="true (hub) | false | path to weights")
+    drop_rate: float = Field(0.0, ge=0, lt=1)
+    drop_path_rate: float = Field(0.0, ge=0, lt=1)
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    scheduler: Literal["none", "step", "multistep", "cosine", "onecycle", "plateau"] = "cosine"
+    loss: Literal["cross_entropy", "focal"] = "cross_entropy"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    seed: int = 0
+
+
+class AugmentConfig(_Strict):
+    preset: str = "light"
+
+
+class TrackingConfig(_Strict):
+    backend: Literal["mlflow", "wandb", "none"] = "mlflow"
+    uri: str | None = Field(None, description="default sqlite:///WORKSPACE/mlflow.db")
+    experiment: str | None = None
+
+
+class TrainerConfig(BaseModel):
+    """Passed to ``lightning.Trainer``; extra keys are allowed and checked by Lightning."""
+
+    model_config = ConfigDict(extra="allow")
+    accelerator: str = "auto"
+    devices: int | str | list[int] = "auto"
+    precision: Literal["32", "16-mixed", "bf16-mixed", "32-true"] = "32"
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_str(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) else v
+
+
+class ExperimentConfig(_Strict):
+    workspace: str = "runs/default"
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    augment: AugmentConfig = AugmentConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    trainer: TrainerConfig = TrainerConfig()
+
+    @field_validator("tracking", mode="before")
+    @classmethod
+    def _tracking_off(cls, v: Any) -> Any:
+        # `tracking: none` (or null) is the short way to switch tracking off.
+        if v is None or (isinstance(v, str) and v.lower() in ("none", "off", "false")):
+            return {"backend": "none"}
+        return v
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``'train.lr=0.01'`` → (['train', 'lr'], 0.01); values are parsed as YAML scalars/lists."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"Override {text!r} must look like key.sub=value (e.g. train.lr=0.01).")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    return key.split("."), parsed
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Return a copy of ``raw`` with each ``key.sub=value`` set (intermediate dicts created)."""
+    import copy
+
+    out = copy.deepcopy(raw)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = out
+        for k in keys[:-1]:
+            if not isinstance(node.get(k), dict):
+                if k in node and node[k] is not None:
+                    raise ConfigError(f"Override {text!r}: {k!r} is a value, not a section.")
+                node[k] = {}
+            node = node[k]
+        node[keys[-1]] = value
+    return out
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    model: type[BaseModel] | None = ExperimentConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if model else None
+        ann = field.annotation if field else None
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return sorted(model.model_fields) if model else []
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("literal[", "function"))))
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(loc)
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f" Did you mean {'.'.join([*map(str, loc[:-1]), close[0]])!r}?" if close else ""
+            lines.append(f"unknown key {key!r}.{hint} Allowed here: {', '.join(allowed)}")
+        elif err["type"] == "missing":
+            lines.append(f"missing required key {key!r}")
+        else:
+            lines.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+    unique = list(dict.fromkeys(lines))
+    return f"Invalid config {source}:\n" + "\n".join(f"  - {line}" for line in unique)
+
+
+def validate_config(raw: dict, source: str = "") -> ExperimentConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"Config {source} must be a mapping of sections (data:, model:, ...).")
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None) -> ExperimentConfig:
+    """Read YAML at ``path`` (or start from ``base``), apply overrides, validate."""
+    raw: dict = dict(base or {})
+    source = "(overrides)"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"Config file {path} does not exist.")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        source = str(path)
+        if isinstance(raw, dict) and "workspace" not in raw:
+            raw["workspace"] = str(Path("runs") / path.stem)
+    return validate_config(apply_overrides(raw, overrides or []), source)
+
+
+def to_yaml(config: ExperimentConfig) -> str:
+    """The resolved config as YAML (what each run saves as ``config.yaml``)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

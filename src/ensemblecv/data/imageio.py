@@ -1,0 +1,183 @@
+"""The one image loader used everywhere (audit, training, prediction).
+
+Real datasets scraped from the web or drawn by hand arrive in every PIL mode,
+with EXIF rotations, transparent backgrounds and the odd broken file. This
+module turns any of them into a ``uint8`` array of shape (H, W, C) with C = 1
+or 3, or raises :class:`ImageLoadError` with a short reason tag — it never
+returns garbage and never lets a raw PIL exception escape.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import ImageLoadError
+
+#: Default pixel limit (width × height) above which a file is treated as a
+#: decompression bomb. 100 MP is far above any photo a classifier is trained on.
+MAX_PIXELS = 100_000_000
+
+#: Extensions treated as images when listing folders. Files without an
+#: extension are tried too (scraped data often lacks one); other extensions are
+#: reported as ignored rather than silently dropped.
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp",
+     ".ppm", ".pgm", ".pbm", ".pnm", ".ico", ".tga"}
+)
+
+#: Reason tags, stable strings that end up in audit.json and bad-file lists.
+REASONS = {
+    "missing": "file does not exist",
+    "empty": "file is empty (0 bytes)",
+    "not_an_image": "content is not a recognised image format",
+    "truncated": "image data is truncated or corrupt",
+    "decompression_bomb": "image is larger than the pixel limit (possible decompression bomb)",
+    "unsupported_mode": "pixel mode cannot be converted",
+    "unreadable": "file cannot be read",
+}
+
+_TRANSPARENT_MODES = {"LA", "La", "RGBA", "RGBa", "PA"}
+
+# Builtin datasets register a resolver for their virtual ``builtin://`` paths
+# here, so this module need not import them (and they stay lazily loaded).
+BUILTIN_SCHEME = "builtin://"
+_virtual_resolvers: dict[str, object] = {}
+
+
+def register_virtual_resolver(prefix: str, resolver) -> None:
+    """``resolver(path) -> np.ndarray (H, W) or (H, W, 3) uint8`` for paths under ``prefix``."""
+    _virtual_resolvers[prefix] = resolver
+
+
+def is_virtual(path: str) -> bool:
+    return str(path).startswith(BUILTIN_SCHEME)
+
+
+def _resolve_virtual(path: str) -> Image.Image:
+    for prefix, resolver in _virtual_resolvers.items():
+        if path.startswith(prefix):
+            return Image.fromarray(resolver(path))
+    # Importing the builtin module registers its resolvers; do it on first use.
+    from . import builtin  # noqa: F401
+
+    for prefix, resolver in _virtual_resolvers.items():
+        if path.startswith(prefix):
+            return Image.fromarray(resolver(path))
+    raise ImageLoadError(path, "missing", "unknown built-in dataset path")
+
+
+def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open and fully decode ``path`` with EXIF orientation applied, in its native mode.
+
+    Decoding happens here (not lazily) so truncated files fail now, inside a
+    ``try``, and not later inside a DataLoader worker.
+    """
+    path = str(path)
+    if is_virtual(path):
+        return _resolve_virtual(path)
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        raise ImageLoadError(path, "missing") from None
+    except OSError as exc:
+        raise ImageLoadError(path, "unreadable", str(exc)) from None
+    if size == 0:
+        raise ImageLoadError(path, "empty")
+    old_limit = Image.MAX_IMAGE_PIXELS
+    try:
+        # PIL warns between 1× and 2× the limit and raises above 2×; we want a
+        # hard stop at the limit, so the warning is promoted to an error.
+        Image.MAX_IMAGE_PIXELS = max_pixels
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                fmt = img.format
+                img = ImageOps.exif_transpose(img)
+                img.format = fmt
+                return img
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageLoadError(path, "decompression_bomb", str(exc).split(".")[0]) from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(path, "not_an_image") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        # PIL reports truncation and corrupt streams as OSError/SyntaxError.
+        raise ImageLoadError(path, "truncated", str(exc)) from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old_limit
+
+
+def _to_8bit(arr: np.ndarray) -> np.ndarray:
+    """Map integer/float pixel data of any range onto 0..255.
+
+    Floats in [0, 1] are scaled by 255; values already within 0..255 are kept;
+    16-bit ranges are divided by 257 (65535 → 255); anything wider is min-max
+    stretched, since there is no convention to rely on.
+    """
+    arr = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = float(arr.min(initial=0.0)), float(arr.max(initial=0.0))
+    if lo >= 0 and hi <= 1.0 and arr.dtype.kind == "f":
+        arr = arr * 255.0
+    elif lo >= 0 and hi <= 255:
+        pass
+    elif lo >= 0 and hi <= 65535:
+        arr = arr / 257.0
+    else:
+        arr = (arr - lo) / max(hi - lo, 1e-12) * 255.0
+    return np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+
+
+def to_channels(img: Image.Image, channels: int) -> np.ndarray:
+    """Convert any PIL mode to a (H, W, channels) uint8 array.
+
+    Transparency is composited onto white, because sketches and logos are drawn
+    black on a transparent (meant: white) background; compositing onto black
+    would invert their meaning.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    mode = img.mode
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif mode == "1":
+        img = img.convert("L")
+    elif mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        img = Image.fromarray(_to_8bit(np.asarray(img)), mode="L")
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        img = img.convert("RGB")
+    if img.mode in _TRANSPARENT_MODES:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba).convert("RGB")
+    if img.mode not in ("L", "RGB"):
+        try:
+            img = img.convert("RGB")
+        except (ValueError, OSError) as exc:
+            raise ImageLoadError(getattr(img, "filename", "?"), "unsupported_mode", img.mode) from exc
+    if channels == 1 and img.mode != "L":
+        img = img.convert("L")
+    elif channels == 3 and img.mode != "RGB":
+        img = img.convert("RGB")
+    arr = np.asarray(img, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return np.ascontiguousarray(arr)
+
+
+def load_image(path: str | os.PathLike, channels: int = 3, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode ``path`` to a (H, W, channels) uint8 array or raise :class:`ImageLoadError`."""
+    img = open_image(path, max_pixels=max_pixels)
+    try:
+        return to_channels(img, channels)
+    except ImageLoadError as exc:
+        raise ImageLoadError(str(path), exc.reason, exc.detail) from None
+
+
+def has_image_extension(path: str | Path) -> bool:
+    suffix = Path(path).suffix.lower()
+    return suffix == "" or suffix in IMAGE_EXTENSIONS

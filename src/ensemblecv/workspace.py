@@ -1,0 +1,103 @@
+"""One folder per experiment: the sample table, the folds and every run live in it.
+
+``prepare_workspace`` is the single road from a raw dataset to the fixed
+tables every later stage reads (``samples.parquet``, ``classes.json``,
+``folds.parquet``): scan → exclude bad files (listed) → group exact duplicates
+→ stratified (group) K-fold. It runs once; afterwards the workspace only
+checks that the dataset still matches what was split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .data.folds import load_folds, make_folds, save_folds
+from .data.samples import SampleTable, load_classes, load_samples, save_classes
+from .data.scan import ScanResult, duplicate_groups, exclude_bad, scan_table
+from .errors import DataError
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @property
+    def samples_path(self) -> Path:
+        return self.root / "samples.parquet"
+
+    @property
+    def folds_path(self) -> Path:
+        return self.root / "folds.parquet"
+
+    @property
+    def classes_path(self) -> Path:
+        return self.root / "classes.json"
+
+    @property
+    def bad_files_path(self) -> Path:
+        return self.root / "bad_files.csv"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def audit_dir(self) -> Path:
+        return self.root / "audit"
+
+    def is_prepared(self) -> bool:
+        return self.samples_path.is_file() and self.folds_path.is_file() and self.classes_path.is_file()
+
+    def load_table(self) -> SampleTable:
+        if not self.is_prepared():
+            raise DataError(f"{self.root} is not a prepared workspace (run `ensemblecv split DATA --workspace {self.root}`).")
+        frame = pd.read_parquet(self.samples_path)
+        frame["group"] = frame["group"].astype(object).where(frame["group"].notna(), None)
+        return SampleTable(frame, load_classes(self.classes_path), str(self.root))
+
+    def load_folds(self) -> pd.DataFrame:
+        return load_folds(self.folds_path)
+
+
+def prepare_workspace(
+    root: str | Path,
+    data: str | SampleTable,
+    folds: int = 5,
+    seed: int = 0,
+    strict: bool = False,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    scan: ScanResult | None = None,
+) -> Workspace:
+    """Create (or verify) the workspace tables for ``data``; idempotent.
+
+    A second call with the same data reuses the saved folds, so every model
+    in the workspace is trained and scored on the same split. Pass ``scan``
+    to reuse the audit's decode pass.
+    """
+    ws = Workspace(Path(root))
+    table = data if isinstance(data, SampleTable) else load_samples(data)
+    if scan is None:
+        scan = scan_table(table, workers=workers, progress=progress)
+    ws.root.mkdir(parents=True, exist_ok=True)
+    good = exclude_bad(scan, strict=strict, report_path=ws.bad_files_path)
+    hashes = scan.stats.loc[scan.ok, "hash"].reset_index(drop=True)
+    good = duplicate_groups(good, hashes)
+    if ws.is_prepared():
+        saved_classes = load_classes(ws.classes_path)
+        if saved_classes != good.classes:
+            raise DataError(
+                f"{ws.root} was prepared with classes {saved_classes[:5]}..., but the data now has "
+                f"{good.classes[:5]}...; use a new workspace for a different dataset."
+            )
+        load_folds(ws.folds_path, good)
+        return ws
+    fold_table = make_folds(good, k=folds, seed=seed)
+    save_classes(good.classes, ws.classes_path)
+    good.frame.to_parquet(ws.samples_path, index=False)
+    save_folds(fold_table, ws.folds_path)
+    return ws
