@@ -34,7 +34,7 @@ def _default_color(mode: str):
 
 def make_image(
     path: str | Path,
-    mode: str = "RGB",
+    mode: str | None = "RGB",
     size: tuple[int, int] = (16, 16),
     color=None,
     format: str | None = None,
@@ -58,7 +58,9 @@ def make_image(
     return path
 
 
-def noise_image(path: str | Path, size: tuple[int, int] = (64, 64), seed: int = 0, **save_kwargs) -> Path:
+def noise_image(
+    path: str | Path, size: tuple[int, int] = (64, 64), seed: int = 0, **save_kwargs
+) -> Path:
     """An RGB image of random pixels: incompressible, so cutting the file truncates pixel data."""
     rng = np.random.default_rng(seed)
     arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)

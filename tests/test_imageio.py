@@ -1,4 +1,4 @@
-"""Contract of ``load_image``: any PIL mode in, (H, W, C) uint8 out, or ImageLoadError with a reason."""
+"""Contract of ``load_image``: any PIL mode in, (H, W, C) uint8 out, or ImageLoadError."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_image, noise_image, truncate_file
 from PIL import Image
 
-from conftest import make_image, noise_image, truncate_file
 from ensemblecv.data import imageio
 from ensemblecv.data.imageio import (
     REASONS,

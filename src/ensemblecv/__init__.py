@@ -1,7 +1,7 @@
 """ensemblecv: train many image models, combine them into ensembles, score them honestly."""
 
 from .config import ExperimentConfig, load_config
-from .data import ImageDataset, SampleTable, load_image, load_samples, make_folds, scan_table
+from .data import SampleTable, load_image, load_samples, make_folds, scan_table
 from .errors import ConfigError, DataError, EnsembleCVError, ImageLoadError
 from .workspace import Workspace, prepare_workspace
 
@@ -12,3 +12,11 @@ __all__ = [
     "ImageLoadError", "SampleTable", "Workspace", "load_config", "load_image", "load_samples",
     "make_folds", "prepare_workspace", "scan_table", "__version__",
 ]  # fmt: skip
+
+
+def __getattr__(name: str):
+    if name == "ImageDataset":  # lazy: importing torch costs seconds
+        from .data.dataset import ImageDataset
+
+        return ImageDataset
+    raise AttributeError(name)

@@ -44,13 +44,30 @@ class DataConfig(_Strict):
     normalize: Literal["imagenet", "dataset", "none"] | NormalizeValues = "dataset"
     strict: bool = Field(False, description="abort on unreadable files instead of excluding them")
     num_workers: int | None = Field(None, ge=0, description="DataLoader workers; None = auto")
+    cache_ram_mb: int = Field(
+        4096, ge=0, description="keep decoded, resized images in RAM when they fit (0 = never)"
+    )
 
 
 class ModelConfig(_Strict):
     name: str = "mnist_cnn"
     pretrained: bool | str = Field(False, description="true (hub) | false | path to weights")
-    drop_rate: float = Field(0.0, ge=0, lt=1)
-    drop_path_rate: float = Field(0.0, ge=0, lt=1)
+    drop_rate: float = Field(0.0, ge=0, lt=1, description="dropout before the classifier")
+    drop_path_rate: float = Field(0.0, ge=0, lt=1, description="stochastic depth (timm models)")
+    global_pool: str | None = Field(None, description="timm head pooling, e.g. avg, max, avgmax")
+    freeze: int | list[str] = Field(
+        0, description="freeze the first N parameter groups (stem, stages), or names matching patterns"
+    )
+    batchnorm: Literal["train", "freeze_stats", "freeze"] = Field(
+        "train", description="train | freeze_stats (running stats fixed) | freeze (stats and affine)"
+    )
+
+
+class EarlyStoppingConfig(_Strict):
+    monitor: Literal["val_loss", "val_acc"] = "val_loss"
+    patience: int = Field(5, ge=1)
+    mode: Literal["min", "max"] | None = Field(None, description="default: min for loss, max for acc")
+    min_delta: float = Field(0.0, ge=0)
 
 
 class TrainConfig(_Strict):
@@ -58,15 +75,42 @@ class TrainConfig(_Strict):
     batch_size: int = Field(128, ge=1)
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
     lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, description="decoupled (adamw) or L2-in-gradient (adam, sgd)")
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
     scheduler: Literal["none", "step", "multistep", "cosine", "onecycle", "plateau"] = "cosine"
-    loss: Literal["cross_entropy", "focal"] = "cross_entropy"
+    warmup_epochs: int = Field(0, ge=0, description="linear warm-up before cosine")
+    step_size: int = Field(10, ge=1, description="StepLR period in epochs")
+    gamma: float = Field(0.1, gt=0, le=1, description="StepLR / multistep / plateau decay factor")
+    milestones: list[int] = Field(default_factory=list, description="multistep epochs")
+    min_lr: float = Field(0.0, ge=0)
+    plateau_patience: int = Field(2, ge=0)
+    loss: Literal["cross_entropy", "focal", "focal+cross_entropy"] = "cross_entropy"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    focal_gamma: float = Field(2.0, ge=0)
+    focal_alpha: float | None = Field(None, gt=0, le=1)
+    focal_weight: float = Field(0.5, ge=0, le=1, description="share of focal in focal+cross_entropy")
+    l1: float = Field(0.0, ge=0, description="L1 penalty on weights, added to the loss")
+    l2: float = Field(0.0, ge=0, description="L2 penalty on weights, added to the loss")
+    accumulate_grad_batches: int = Field(1, ge=1)
+    gradient_clip_val: float | None = Field(None, gt=0)
+    early_stopping: EarlyStoppingConfig | None = None
+    refit_full: bool = Field(False, description="also train one model on all training data")
     seed: int = 0
 
 
+class MixConfig(_Strict):
+    p: float = Field(0.0, ge=0, le=1, description="probability per batch")
+    alpha: float = Field(1.0, gt=0)
+
+
 class AugmentConfig(_Strict):
-    preset: str = "light"
+    preset: str = Field("light", description="none | light | sketch | strong (ignored when ops is set)")
+    ops: list[dict[str, Any]] | None = Field(
+        None, description="explicit op list: [{name: rotate, limit: 15, p: 0.5}, ...]"
+    )
+    cutmix: MixConfig = MixConfig()
+    mixup: MixConfig = MixConfig(alpha=0.2)
 
 
 class TrackingConfig(_Strict):
@@ -91,12 +135,24 @@ class TrainerConfig(BaseModel):
 
 class ExperimentConfig(_Strict):
     workspace: str = "runs/default"
+    name: str | None = Field(None, description="run name in the workspace (default: the model name)")
     data: DataConfig
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     augment: AugmentConfig = AugmentConfig()
     tracking: TrackingConfig = TrackingConfig()
     trainer: TrainerConfig = TrainerConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str | None) -> str | None:
+        if v is not None and (not v.strip() or any(c in v for c in '/\\:*?"<>|') or v.startswith(".")):
+            raise ValueError("must be a plain folder name (no / \\ : * ? \" < > |, not starting with '.')")
+        return v
+
+    @property
+    def run_name(self) -> str:
+        return self.name or self.model.name.replace("/", "_").replace(":", "_")
 
     @field_validator("tracking", mode="before")
     @classmethod

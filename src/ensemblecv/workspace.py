@@ -13,11 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import json
+
 import pandas as pd
 
 from .data.folds import load_folds, make_folds, save_folds
 from .data.samples import SampleTable, load_classes, load_samples, save_classes
-from .data.scan import ScanResult, duplicate_groups, exclude_bad, scan_table
+from .data.scan import ScanResult, duplicate_groups, exclude_bad, normalization_stats, scan_table
 from .errors import DataError
 
 
@@ -40,6 +42,24 @@ class Workspace:
     @property
     def bad_files_path(self) -> Path:
         return self.root / "bad_files.csv"
+
+    @property
+    def stats_path(self) -> Path:
+        return self.root / "stats.json"
+
+    @property
+    def info_path(self) -> Path:
+        return self.root / "workspace.json"
+
+    def info(self) -> dict:
+        return json.loads(self.info_path.read_text(encoding="utf-8")) if self.info_path.is_file() else {}
+
+    def normalization(self) -> dict:
+        """Dataset mean/std (``{'gray': {...}, 'rgb': {...}}``) measured when the workspace was made."""
+        return json.loads(self.stats_path.read_text(encoding="utf-8"))
+
+    def run_dir(self, name: str) -> Path:
+        return self.runs_dir / name
 
     @property
     def runs_dir(self) -> Path:
@@ -97,6 +117,12 @@ def prepare_workspace(
         load_folds(ws.folds_path, good)
         return ws
     fold_table = make_folds(good, k=folds, seed=seed)
+    ws.stats_path.write_text(json.dumps(normalization_stats(scan.stats), indent=1), encoding="utf-8")
+    ws.info_path.write_text(
+        json.dumps({"source": table.source, "folds": folds, "fold_seed": seed, "samples": len(good),
+                    "excluded": int((~scan.ok).sum())}, indent=1, ensure_ascii=False),
+        encoding="utf-8",
+    )
     save_classes(good.classes, ws.classes_path)
     good.frame.to_parquet(ws.samples_path, index=False)
     save_folds(fold_table, ws.folds_path)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ..data.scan import ScanResult
+from ..data.scan import ScanResult, normalization_stats
 
 #: Images whose grey-level standard deviation is below this (on a 0..1 scale,
 #: about 2.5 grey levels) are nearly uniform: blank scans, placeholders, masks.
@@ -63,8 +63,10 @@ def compute_audit(scan: ScanResult, min_per_class: int = 5) -> dict[str, Any]:
     audit["brightness"] = _describe(good["brightness"])
     audit["contrast"] = _describe(good["contrast"])
     if audit["contrast"] is not None:
-        audit["contrast"]["n_near_constant"] = int((good["contrast"] < NEAR_CONSTANT_CONTRAST).sum())
-    audit["normalization"] = _normalization(good)
+        audit["contrast"]["n_near_constant"] = int(
+            (good["contrast"] < NEAR_CONSTANT_CONTRAST).sum()
+        )
+    audit["normalization"] = _normalization(scan)
     audit["duplicates"] = _duplicates(scan)
     audit["bad_files"] = _records(scan.bad_files())
     audit["ignored_files"] = [{"path": str(p), "reason": str(r)} for p, r in scan.table.ignored]
@@ -85,9 +87,11 @@ def _class_section(scan: ScanResult, min_per_class: int) -> dict[str, Any]:
         "classes": list(table.classes),
         "n_classes": n,
         "n_unlabelled": int((labels < 0).sum()),
-        "class_counts": {c: int(k) for c, k in zip(table.classes, total)},
-        "usable_class_counts": {c: int(k) for c, k in zip(table.classes, usable)},
-        "small_classes": [c for c, k in zip(table.classes, usable) if k < min_per_class],
+        "class_counts": {c: int(k) for c, k in zip(table.classes, total, strict=True)},
+        "usable_class_counts": {c: int(k) for c, k in zip(table.classes, usable, strict=True)},
+        "small_classes": [
+            c for c, k in zip(table.classes, usable, strict=True) if k < min_per_class
+        ],
         "imbalance_ratio": None if ratio is None else round(ratio, 3),
     }
 
@@ -164,28 +168,15 @@ def _channel_counts(modes: dict[str, int]) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
-def _normalization(good: pd.DataFrame) -> dict[str, Any] | None:
-    """Dataset mean/std on a 0..1 scale, each image weighted equally.
+def _normalization(scan: ScanResult) -> dict[str, Any] | None:
+    """Dataset mean/std on a 0..1 scale, each image weighted equally; None without images.
 
-    Equal weight per image (not per pixel) keeps a few huge photos from
-    dominating; std comes from E[x²] - E[x]², both averaged over images.
+    Delegates to :func:`normalization_stats` so the audit suggests exactly the
+    values that ``data.normalize: dataset`` will use in training.
     """
-    if good.empty:
+    if not scan.ok.any():
         return None
-
-    def moments(mean_cols: list[str], sq_cols: list[str]) -> tuple[list[float], list[float]]:
-        mean = good[mean_cols].to_numpy(dtype=np.float64).mean(0)
-        sq = good[sq_cols].to_numpy(dtype=np.float64).mean(0)
-        std = np.sqrt(np.clip(sq - mean**2, 0.0, None))
-        return [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]
-
-    gray_mean, gray_std = moments(["gray_mean"], ["gray_sq"])
-    rgb_mean, rgb_std = moments(["r_mean", "g_mean", "b_mean"], ["r_sq", "g_sq", "b_sq"])
-    return {
-        "gray": {"mean": gray_mean, "std": gray_std},
-        "rgb": {"mean": rgb_mean, "std": rgb_std},
-        "weighting": "per image",
-    }
+    return {**normalization_stats(scan.stats), "weighting": "per image"}
 
 
 def _duplicates(scan: ScanResult) -> dict[str, Any]:
@@ -198,12 +189,14 @@ def _duplicates(scan: ScanResult) -> dict[str, Any]:
     hashes = scan.stats["hash"].astype(str)
     keep = scan.ok & (hashes != "").to_numpy()
     dup = keep & hashes.duplicated(keep=False).to_numpy()
-    sub = pd.DataFrame({
-        "hash": hashes.to_numpy()[dup],
-        "path": frame["path"].to_numpy()[dup],
-        "class_name": frame["class_name"].to_numpy()[dup],
-        "label": frame["label"].to_numpy()[dup],
-    }).sort_values(["hash", "label", "path"], kind="stable")
+    sub = pd.DataFrame(
+        {
+            "hash": hashes.to_numpy()[dup],
+            "path": frame["path"].to_numpy()[dup],
+            "class_name": frame["class_name"].to_numpy()[dup],
+            "label": frame["label"].to_numpy()[dup],
+        }
+    ).sort_values(["hash", "label", "path"], kind="stable")
     within: list[dict[str, Any]] = []
     cross: list[dict[str, Any]] = []
     for digest, rows in sub.groupby("hash", sort=False):
@@ -243,42 +236,75 @@ def _warnings(audit: dict[str, Any]) -> list[dict[str, str]]:
     if audit["n_bad"]:
         reasons = pd.Series([b["reason"] for b in audit["bad_files"]]).value_counts()
         detail = ", ".join(f"{k}: {v}" for k, v in reasons.items())
-        add("error", "bad_files", f"{audit['n_bad']} file(s) cannot be decoded ({detail}); "
-            "they are excluded from training.")
+        add(
+            "error",
+            "bad_files",
+            f"{audit['n_bad']} file(s) cannot be decoded ({detail}); training cannot use them.",
+        )
     dup = audit["duplicates"]
     if dup["n_cross_class_groups"]:
-        add("error", "cross_class_duplicates",
+        add(
+            "error",
+            "cross_class_duplicates",
             f"{dup['n_cross_class_groups']} image(s) appear in more than one class "
-            f"({dup['n_cross_class_files']} files): the same content has different labels.")
+            f"({dup['n_cross_class_files']} files): the same content has different labels.",
+        )
     small, k = audit["small_classes"], audit["min_per_class"]
     if small:
         shown = ", ".join(small[:10]) + (f" and {len(small) - 10} more" if len(small) > 10 else "")
-        add("warning", "small_classes",
+        add(
+            "warning",
+            "small_classes",
             f"{len(small)} class(es) have fewer than {k} usable images and will fail "
-            f"{k}-fold stratified splitting: {shown}.")
+            f"{k}-fold stratified splitting: {shown}.",
+        )
     ratio = audit["imbalance_ratio"]
     if ratio is not None and ratio >= IMBALANCE_WARNING:
-        add("warning", "imbalance", f"Largest/smallest class ratio is {ratio:g}; prefer balanced "
-            "accuracy or macro-F1 and consider class weights.")
+        add(
+            "warning",
+            "imbalance",
+            f"Largest/smallest class ratio is {ratio:g}; prefer balanced "
+            "accuracy or macro-F1 and consider class weights.",
+        )
     if dup["n_within_class_groups"]:
-        add("warning", "within_class_duplicates",
+        add(
+            "warning",
+            "within_class_duplicates",
             f"{dup['n_within_class_groups']} group(s) of identical files within a class "
-            f"({dup['n_within_class_files']} files); folds keep each group together.")
+            f"({dup['n_within_class_files']} files); each group must stay in one fold, "
+            "or scores leak.",
+        )
     _minor_warnings(audit, add)
     return out
 
 
 def _minor_warnings(audit: dict[str, Any], add) -> None:
     if audit["format_mismatch"]:
-        add("warning", "format_mismatch", f"{len(audit['format_mismatch'])} file(s) have an "
-            "extension that does not match their content (e.g. a PNG named .jpg).")
+        add(
+            "warning",
+            "format_mismatch",
+            f"{len(audit['format_mismatch'])} file(s) have an "
+            "extension that does not match their content (e.g. a PNG named .jpg).",
+        )
     contrast = audit["contrast"]
     if contrast and contrast["n_near_constant"]:
-        add("warning", "near_constant", f"{contrast['n_near_constant']} image(s) are nearly "
-            "uniform (blank?).")
+        add(
+            "warning",
+            "near_constant",
+            f"{contrast['n_near_constant']} image(s) are nearly uniform (blank?).",
+        )
     if len(audit["channels"]) > 1:
-        add("info", "mixed_modes", "Images come in several colour modes ("
-            + ", ".join(audit["modes"]) + "); all are converted to data.channels when loaded.")
+        add(
+            "info",
+            "mixed_modes",
+            "Images come in several colour modes ("
+            + ", ".join(audit["modes"])
+            + "); all are converted to data.channels when loaded.",
+        )
     if audit["ignored_files"]:
-        add("info", "ignored_files", f"{len(audit['ignored_files'])} file(s) or folder(s) were "
-            "ignored (not images, hidden, or outside class folders).")
+        add(
+            "info",
+            "ignored_files",
+            f"{len(audit['ignored_files'])} file(s) or folder(s) were "
+            "ignored (not images, hidden, or outside class folders).",
+        )

@@ -33,8 +33,16 @@ MAX_SCATTER_POINTS = 20_000
 #: Grid rows beyond this make the page unreadable; the smallest classes are shown.
 MAX_GRID_CLASSES = 30
 #: Fonts with Hangul/CJK glyphs, used as fallbacks when installed (class names are often Korean).
-_CJK_FONTS = ("Noto Sans CJK KR", "Noto Sans KR", "NanumGothic", "Malgun Gothic",
-              "AppleGothic", "Noto Sans CJK JP", "Noto Sans CJK SC", "WenQuanYi Zen Hei")
+_CJK_FONTS = (
+    "Noto Sans CJK KR",
+    "Noto Sans KR",
+    "NanumGothic",
+    "Malgun Gothic",
+    "AppleGothic",
+    "Noto Sans CJK JP",
+    "Noto Sans CJK SC",
+    "WenQuanYi Zen Hei",
+)
 _DPI = 100
 
 
@@ -95,11 +103,17 @@ def class_counts_png(
         colors = ["#d62728" if c in small else "#1f77b4" for c in names]
         ax.bar(np.arange(n), values, color=colors, width=0.85 if n < 200 else 1.0)
         if n:
-            ax.axhline(values.mean(), color="black", ls="--", lw=1,
-                       label=f"mean {values.mean():.1f}")
+            ax.axhline(
+                values.mean(), color="black", ls="--", lw=1, label=f"mean {values.mean():.1f}"
+            )
         if min_per_class and n:
-            ax.axhline(min_per_class, color="#d62728", ls=":", lw=1,
-                       label=f"K = {min_per_class} (fewer fails K-fold)")
+            ax.axhline(
+                min_per_class,
+                color="#d62728",
+                ls=":",
+                lw=1,
+                label=f"K = {min_per_class} (fewer fails K-fold)",
+            )
         if n <= MAX_TICK_LABELS:
             ax.set_xticks(np.arange(n), [_label(c) for c in names], rotation=60, ha="right")
         else:
@@ -159,12 +173,15 @@ def brightness_contrast_png(brightness: np.ndarray, contrast: np.ndarray) -> byt
     """Side-by-side histograms of per-image mean grey level and grey-level std (0..1)."""
     with _style():
         fig, axes = plt.subplots(1, 2, figsize=(10.0, 3.5))
-        for ax, values, title in ((axes[0], brightness, "Brightness (mean grey level)"),
-                                  (axes[1], contrast, "Contrast (grey-level std)")):
+        for ax, values, title in (
+            (axes[0], brightness, "Brightness (mean grey level)"),
+            (axes[1], contrast, "Contrast (grey-level std)"),
+        ):
             values = np.asarray(values, float)
             if len(values):
-                ax.hist(values, bins=50, range=(0.0, max(1.0, float(values.max()))),
-                        color="#2ca02c")
+                ax.hist(
+                    values, bins=50, range=(0.0, max(1.0, float(values.max()))), color="#2ca02c"
+                )
             ax.set_title(title)
             ax.set_xlabel("0 = black, 1 = white" if "Bright" in title else "0 = uniform")
             ax.set_ylabel("images")
@@ -191,8 +208,10 @@ def select_grid_samples(
     if not table.classes:
         idx = np.flatnonzero(ok)
         pick = np.sort(rng.choice(idx, min(len(idx), per_class * 4), replace=False))
-        rows = [("(unlabelled)", [str(p) for p in paths[pick[i : i + per_class]]])
-                for i in range(0, len(pick), per_class)]
+        rows = [
+            ("(unlabelled)", [str(p) for p in paths[pick[i : i + per_class]]])
+            for i in range(0, len(pick), per_class)
+        ]
         return GridSelection(rows, f"{len(pick)} random images of {len(idx)} (unlabelled data).")
     usable = np.bincount(labels[ok & (labels >= 0)], minlength=len(table.classes))
     order = list(range(len(table.classes)))
@@ -200,8 +219,10 @@ def select_grid_samples(
     if len(order) > max_classes:
         order = sorted(order, key=lambda c: (usable[c], c))[:max_classes]
         order.sort()  # smallest classes chosen, shown in class order
-        note = (f"Showing the {max_classes} smallest of {len(table.classes)} classes "
-                f"(by usable images): " + ", ".join(table.classes[c] for c in order) + ".")
+        note = (
+            f"Showing the {max_classes} smallest of {len(table.classes)} classes "
+            f"(by usable images): " + ", ".join(table.classes[c] for c in order) + "."
+        )
     rows = []
     for c in order:
         idx = np.flatnonzero(ok & (labels == c))
@@ -211,13 +232,16 @@ def select_grid_samples(
 
 
 def _thumbnail(path: str, cell: int) -> Image.Image:
-    """One grid cell: the image letterboxed into ``cell``×``cell`` on white."""
+    """One grid cell: the image scaled to fit ``cell``×``cell``, letterboxed on white."""
     canvas = Image.new("RGB", (cell, cell), "white")
     try:
         img = open_for_preview(path, 3)
     except ImageLoadError:
         return canvas  # changed on disk since the scan; an empty cell, not a crash
-    img.thumbnail((cell, cell))
+    scale = cell / max(img.width, img.height)
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    # Small images (28×28 digits) are enlarged with hard pixel edges, large ones smoothed.
+    img = img.resize(size, Image.Resampling.NEAREST if scale > 1 else Image.Resampling.BILINEAR)
     canvas.paste(img, ((cell - img.width) // 2, (cell - img.height) // 2))
     return canvas
 
@@ -240,8 +264,10 @@ def sample_grid_png(selection: GridSelection, per_class: int, cell: int = 64) ->
         scale = (cell + pad) / 60.0
         fig, ax = plt.subplots(figsize=(n_cols * scale + 2.5, n_rows * scale + 0.6))
         ax.imshow(np.asarray(canvas), interpolation="nearest")
-        ax.set_yticks([r * (cell + pad) + cell / 2 for r in range(len(selection.rows))],
-                      [_label(_short(name)) for name in selection.classes])
+        ax.set_yticks(
+            [r * (cell + pad) + cell / 2 for r in range(len(selection.rows))],
+            [_label(_short(name)) for name in selection.classes],
+        )
         ax.set_xticks([])
         for spine in ax.spines.values():
             spine.set_visible(False)
@@ -265,11 +291,15 @@ def all_plots(
     out = {
         "size_scatter": size_scatter_png(w, h),
         "aspect_ratio": aspect_ratio_png(w / np.where(h > 0, h, 1.0)),
-        "brightness_contrast": brightness_contrast_png(np.asarray(brightness),
-                                                       np.asarray(contrast)),
+        "brightness_contrast": brightness_contrast_png(
+            np.asarray(brightness), np.asarray(contrast)
+        ),
     }
     if audit["classes"]:
-        out = {"class_counts": class_counts_png(
-            audit["class_counts"], audit["small_classes"], audit["min_per_class"]),
-               **out}
+        out = {
+            "class_counts": class_counts_png(
+                audit["class_counts"], audit["small_classes"], audit["min_per_class"]
+            ),
+            **out,
+        }
     return out

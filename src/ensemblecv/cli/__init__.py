@@ -16,6 +16,7 @@ from ..errors import EnsembleCVError
 from . import _console
 from .data_commands import register as _register_data
 from .demo import register as _register_demo
+from .train_command import register as _register_train
 
 app = typer.Typer(
     name="ensemblecv",
@@ -25,6 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 _register_data(app)
+_register_train(app)
 _register_demo(app)
 
 

@@ -1,7 +1,6 @@
 """Data layer: every source becomes a :class:`SampleTable`; one loader decodes every image."""
 
 from .builtin import list_datasets
-from .dataset import ImageDataset
 from .folds import load_folds, make_folds
 from .imageio import load_image, open_image
 from .samples import SampleTable, from_csv, from_folder, load_samples
@@ -12,3 +11,12 @@ __all__ = [
     "list_datasets", "load_folds", "load_image", "load_samples", "make_folds", "open_image",
     "scan_table",
 ]  # fmt: skip
+
+
+def __getattr__(name: str):
+    # ImageDataset pulls in torch; keep `import ensemblecv.data` light for scan workers.
+    if name == "ImageDataset":
+        from .dataset import ImageDataset
+
+        return ImageDataset
+    raise AttributeError(name)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .._registry import Registry
-from ..errors import DataError
+from ..errors import DataError, ImageLoadError
 from .imageio import BUILTIN_SCHEME, register_virtual_resolver
 
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
@@ -159,8 +159,14 @@ def virtual_path(name: str, split: str, index: int) -> str:
 
 
 def _resolve(path: str) -> np.ndarray:
-    name, split, index = path[len(BUILTIN_SCHEME) :].split("/")
-    return load_split(name, split).images[int(index)]
+    parts = path[len(BUILTIN_SCHEME) :].split("/")
+    if len(parts) != 3 or parts[0] not in _datasets or parts[1] not in ("train", "test") or not parts[2].isdigit():
+        raise ImageLoadError(path, "missing", "malformed built-in dataset path")
+    images = load_split(parts[0], parts[1]).images
+    index = int(parts[2])
+    if index >= len(images):
+        raise ImageLoadError(path, "missing", f"index {index} out of range ({len(images)} images)")
+    return images[index]
 
 
 register_virtual_resolver(BUILTIN_SCHEME, _resolve)

@@ -105,6 +105,8 @@ def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
         raise ImageLoadError(path, "decompression_bomb", str(exc).split(".")[0]) from None
     except UnidentifiedImageError:
         raise ImageLoadError(path, "not_an_image") from None
+    except (IsADirectoryError, PermissionError) as exc:
+        raise ImageLoadError(path, "unreadable", str(exc)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # PIL reports truncation and corrupt streams as OSError/SyntaxError.
         raise ImageLoadError(path, "truncated", str(exc)) from None
@@ -119,9 +121,10 @@ def _to_8bit(arr: np.ndarray) -> np.ndarray:
     16-bit ranges are divided by 257 (65535 → 255); anything wider is min-max
     stretched, since there is no convention to rely on.
     """
+    is_float = arr.dtype.kind == "f"  # checked before the cast below makes everything float
     arr = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     lo, hi = float(arr.min(initial=0.0)), float(arr.max(initial=0.0))
-    if lo >= 0 and hi <= 1.0 and arr.dtype.kind == "f":
+    if lo >= 0 and hi <= 1.0 and is_float:
         arr = arr * 255.0
     elif lo >= 0 and hi <= 255:
         pass

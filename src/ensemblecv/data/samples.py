@@ -212,7 +212,7 @@ def from_csv(csv_path: str | os.PathLike) -> SampleTable:
             f"(paths are relative to {root}):\n{format_list(missing)}"
         )
     labels, classes, names = _csv_labels(df, csv_path, line)
-    group = df["group"].replace("", None) if "group" in df.columns else [None] * len(df)
+    group = [g.strip() or None for g in df["group"]] if "group" in df.columns else [None] * len(df)
     frame = pd.DataFrame(
         {
             "sample_id": sample_ids,

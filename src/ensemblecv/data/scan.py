@@ -10,6 +10,7 @@ per image and never holds more than one image's pixels per worker.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import warnings
 from collections.abc import Callable
@@ -134,7 +135,10 @@ def scan_table(
             if progress:
                 progress(len(chunk))
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # forkserver, not fork: forking a process that has started torch's
+        # thread pools can crash the child.
+        ctx = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             for chunk, result in zip(chunks, pool.map(_scan_chunk, chunks, [max_pixels] * len(chunks))):
                 rows += result
                 if progress:
@@ -197,7 +201,7 @@ def duplicate_groups(table: SampleTable, hashes: pd.Series) -> SampleTable:
     ids = frame["sample_id"].to_numpy()
     smallest = pd.Series(ids).groupby(roots).transform("min").to_numpy()
     sizes = pd.Series(roots).map(pd.Series(roots).value_counts()).to_numpy()
-    frame["group"] = np.where(sizes > 1, smallest, None)
+    frame["group"] = pd.Series(np.where(sizes > 1, smallest, None), index=frame.index, dtype=object)
     return SampleTable(frame, table.classes, table.source, table.root, table.ignored, table.extra)
 
 
@@ -205,3 +209,25 @@ def open_for_preview(path: str, channels: int = 3) -> Image.Image:
     """A decoded image as PIL (for grids and galleries) in the requested channel count."""
     arr = to_channels(open_image(path), channels)
     return Image.fromarray(arr[:, :, 0] if channels == 1 else arr)
+
+
+def normalization_stats(stats: pd.DataFrame) -> dict:
+    """Dataset mean/std in [0, 1] for 1 and 3 channels, each image weighted equally.
+
+    Equal weights match what the model sees after every image is resized to
+    the same size, whatever its original resolution.
+    """
+    ok = stats[stats["ok"].astype(bool)]
+
+    def moments(mean_cols: list[str], sq_cols: list[str]) -> dict:
+        if ok.empty:
+            return {"mean": [float("nan")] * len(mean_cols), "std": [float("nan")] * len(mean_cols)}
+        mean = ok[mean_cols].to_numpy(dtype=np.float64).mean(0)
+        sq = ok[sq_cols].to_numpy(dtype=np.float64).mean(0)
+        std = np.sqrt(np.maximum(sq - mean**2, 0.0))
+        return {"mean": [round(float(v), 6) for v in mean], "std": [round(float(v), 6) for v in std]}
+
+    return {
+        "gray": moments(["gray_mean"], ["gray_sq"]),
+        "rgb": moments(["r_mean", "g_mean", "b_mean"], ["r_sq", "g_sq", "b_sq"]),
+    }

@@ -1,0 +1,67 @@
+"""Callbacks and plugins that keep the loop small: history file, atomic checkpoints."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import pandas as pd
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "time_s"]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write to a temporary file, then rename: a crash mid-write leaves the old file intact."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        super().save_checkpoint(checkpoint, tmp, storage_options)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+
+class HistoryWriter(pl.Callback):
+    """One row per epoch in ``history.csv``, rewritten atomically after each epoch.
+
+    On resume, rows of epochs that are about to be re-run are dropped, so the
+    file never holds an epoch twice.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.rows: list[dict] = []
+        self._start = 0.0
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.path.is_file():
+            old = pd.read_csv(self.path)
+            self.rows = old[old["epoch"] < trainer.current_epoch].to_dict("records")
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        m = trainer.callback_metrics
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
+
+        def get(key: str) -> float:
+            return float(m[key]) if key in m else float("nan")
+
+        self.rows.append({
+            "epoch": trainer.current_epoch, "train_loss": get("train_loss"), "train_acc": get("train_acc"),
+            "val_loss": get("val_loss"), "val_acc": get("val_acc"), "lr": lr,
+            "time_s": round(time.perf_counter() - self._start, 3),
+        })
+        atomic_write_text(self.path, pd.DataFrame(self.rows, columns=HISTORY_COLUMNS).to_csv(index=False))

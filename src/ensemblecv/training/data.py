@@ -1,0 +1,145 @@
+"""Feeding the model: a decoded-image cache, seeded sampling and the DataLoaders.
+
+Two things make a resumed run reproduce an uninterrupted one exactly: the
+shuffle order depends only on (seed, epoch), and every item's augmentation is
+seeded by (seed, epoch, index) — so nothing depends on which worker process
+drew which item or on how many epochs ran in this process.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..data.dataset import ImageDataset
+from ..data.samples import SampleTable
+
+ImageTransform = Callable[..., torch.Tensor]
+
+
+def mix_seed(*parts: int) -> int:
+    """A well-spread 31-bit seed from integers (SeedSequence, not a hash, to stay stable)."""
+    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0] >> 1)
+
+
+class ImageSource:
+    """Decoded, resized uint8 images by table row, held in RAM when they fit the budget.
+
+    Decoding and resizing dominate the cost of small images; Fashion-MNIST in
+    RAM is 47 MB, so re-decoding it every epoch would be pure waste.
+    """
+
+    def __init__(self, table: SampleTable, channels: int, resize: Callable[[np.ndarray], np.ndarray],
+                 image_size: int, cache_ram_mb: int, progress: Callable[[int], None] | None = None) -> None:
+        self.loader = ImageDataset(table, channels=channels, fallback_size=(image_size, image_size))
+        self.resize = resize
+        self.cache: np.ndarray | None = None
+        need_mb = len(table) * image_size * image_size * channels / 2**20
+        if cache_ram_mb > 0 and need_mb <= cache_ram_mb:
+            self.cache = self._build_cache(len(table), image_size, channels, progress)
+
+    def _build_cache(self, n: int, size: int, channels: int, progress) -> np.ndarray:
+        cache = np.empty((n, size, size, channels), dtype=np.uint8)
+
+        def fill(start: int) -> int:
+            stop = min(n, start + 512)
+            for i in range(start, stop):
+                cache[i] = self._decode(i)
+            return stop - start
+
+        # PIL and cv2 release the GIL while decoding/resizing, so threads scale
+        # without copying the array between processes.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for done in pool.map(fill, range(0, n, 512)):
+                if progress:
+                    progress(done)
+        return cache
+
+    def _decode(self, index: int) -> np.ndarray:
+        image, _ = self.loader.load(index)
+        return self.resize(image)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.cache[index] if self.cache is not None else self._decode(index)
+
+
+class RowsDataset(Dataset):
+    """A subset of :class:`ImageSource` rows with a transform; items are (image, target, row).
+
+    Items may be requested as ``(row_position, seed)`` (see :class:`SeededSampler`)
+    so the augmentation of each item is reproducible.
+    """
+
+    def __init__(self, source: ImageSource, rows: np.ndarray, targets: np.ndarray, transform: ImageTransform) -> None:
+        self.source, self.rows, self.targets, self.transform = source, np.asarray(rows), targets, transform
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, item):
+        pos, seed = item if isinstance(item, tuple) else (item, None)
+        row = int(self.rows[pos])
+        image = self.transform(self.source[row], seed=seed)
+        return image, int(self.targets[row]), row
+
+
+class SeededSampler(Sampler):
+    """Shuffled order from (seed, epoch); yields ``(position, item_seed)`` pairs.
+
+    ``weights`` (counts per position, e.g. from a bootstrap resample) repeat
+    positions. Lightning calls :meth:`set_epoch` before every epoch.
+    """
+
+    def __init__(self, n: int, seed: int, shuffle: bool = True, counts: np.ndarray | None = None) -> None:
+        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+        self.positions = np.repeat(np.arange(n), counts) if counts is not None else np.arange(n)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        rng = np.random.default_rng(mix_seed(self.seed, self.epoch))
+        order = rng.permutation(self.positions) if self.shuffle else self.positions
+        base = mix_seed(self.seed, self.epoch, 1)
+        for k, pos in enumerate(order):
+            yield int(pos), (base + k) & 0x7FFFFFFF
+
+
+def make_loader(dataset: RowsDataset, batch_size: int, seed: int, train: bool, workers: int,
+                pin_memory: bool) -> DataLoader:
+    sampler = SeededSampler(len(dataset), seed, shuffle=train) if train else None
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=pin_memory,
+        # Dropping a last tiny batch keeps BatchNorm from seeing a batch of 1.
+        drop_last=train and len(dataset) > batch_size and len(dataset) % batch_size == 1,
+    )
+
+
+def default_workers(cached: bool) -> int:
+    """Decoding from disk needs workers; cached small images are faster in-process on few cores."""
+    cpus = os.cpu_count() or 1
+    if cached:
+        return 0 if cpus <= 4 else 2
+    return max(1, min(8, cpus - 1))
+
+
+def steps_per_epoch(n: int, batch_size: int, accumulate: int) -> int:
+    return max(1, math.ceil(math.ceil(n / batch_size) / accumulate))

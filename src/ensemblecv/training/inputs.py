@@ -1,0 +1,111 @@
+"""Everything a training call needs before its first fold, built once.
+
+The workspace (samples, folds, classes, dataset statistics) is prepared on
+first use and only verified afterwards; images are decoded once into the
+cache and shared by all folds of the call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..config import ExperimentConfig
+from ..data.samples import SampleTable, load_samples
+from ..data.scan import exclude_bad, scan_table
+from ..errors import DataError
+from ..workspace import Workspace, prepare_workspace
+from .data import ImageSource, default_workers
+
+
+@dataclass
+class RunInputs:
+    workspace: Workspace
+    table: SampleTable
+    folds: pd.DataFrame
+    targets: np.ndarray
+    num_classes: int
+    source: ImageSource
+    train_tf: object
+    eval_tf: object
+    workers: int
+    test_table: SampleTable | None = None
+    test_source: ImageSource | None = None
+    test_targets: np.ndarray | None = None
+
+
+def _progress(enabled: bool, label: str, total: int):
+    if not enabled:
+        from contextlib import nullcontext
+
+        return nullcontext(None)
+    from ..cli._console import progress_bar
+
+    return progress_bar(label, total)
+
+
+def open_workspace(config: ExperimentConfig, progress: bool = True) -> Workspace:
+    """The config's workspace, prepared from ``data.train`` if it is new."""
+    ws = Workspace(Path(config.workspace))
+    data = config.data
+    if ws.is_prepared():
+        info = ws.info()
+        source = load_samples(data.train).source
+        if info.get("source") not in (None, source):
+            raise DataError(
+                f"Workspace {ws.root} was made from {info['source']!r}, but data.train is {source!r}. "
+                "All runs of a workspace must share one dataset and one fold table; use a new workspace."
+            )
+        if info.get("folds") not in (None, data.folds):
+            raise DataError(
+                f"Workspace {ws.root} has {info['folds']} folds but data.folds is {data.folds}; "
+                f"set data.folds={info['folds']} or use a new workspace."
+            )
+        return ws
+    table = load_samples(data.train)
+    with _progress(progress, "scan", len(table)) as advance:
+        scan = scan_table(table, progress=advance)
+    return prepare_workspace(ws.root, table, folds=data.folds, seed=data.fold_seed, strict=data.strict, scan=scan)
+
+
+def _load_test(config: ExperimentConfig, classes: list[str], progress: bool) -> tuple[SampleTable, np.ndarray]:
+    """The test table (bad files excluded, listed) and targets mapped to the workspace classes."""
+    table = load_samples(config.data.test)
+    with _progress(progress, "scan test", len(table)) as advance:
+        scan = scan_table(table, progress=advance)
+    table = exclude_bad(scan, strict=config.data.strict, report_path=Path(config.workspace) / "bad_test_files.csv")
+    if not table.labelled:
+        return table, np.full(len(table), -1, dtype=np.int64)
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = sorted(set(table.frame["class_name"]) - set(index))
+    if unknown:
+        raise DataError(f"The test set has classes the training set lacks: {', '.join(map(str, unknown[:10]))}.")
+    return table, table.frame["class_name"].map(index).to_numpy(dtype=np.int64)
+
+
+def prepare_inputs(config: ExperimentConfig, progress: bool = True) -> RunInputs:
+    from ..augment import build_resize, build_transforms, resolve_normalization
+
+    ws = open_workspace(config, progress)
+    table, folds = ws.load_table(), ws.load_folds()
+    if not (folds["sample_id"].to_numpy() == table.frame["sample_id"].to_numpy()).all():
+        raise DataError(f"{ws.folds_path} and {ws.samples_path} are out of step; re-create the workspace.")
+    data = config.data
+    mean, std = resolve_normalization(data.normalize, data.channels, ws.normalization())
+    train_tf, eval_tf = build_transforms(data, config.augment, mean, std, include_resize=False)
+    resize = build_resize(data)
+    with _progress(progress, "decode", len(table)) as advance:
+        source = ImageSource(table, data.channels, resize, data.image_size, data.cache_ram_mb, advance)
+    workers = data.num_workers if data.num_workers is not None else default_workers(source.cache is not None)
+    inputs = RunInputs(ws, table, folds, table.frame["label"].to_numpy(dtype=np.int64), len(table.classes),
+                       source, train_tf, eval_tf, workers)
+    if data.test:
+        test_table, test_targets = _load_test(config, table.classes, progress)
+        inputs.test_table, inputs.test_targets = test_table, test_targets
+        with _progress(progress, "decode test", len(test_table)) as advance:
+            inputs.test_source = ImageSource(test_table, data.channels, resize, data.image_size,
+                                             data.cache_ram_mb, advance)
+    return inputs

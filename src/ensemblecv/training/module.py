@@ -1,0 +1,99 @@
+"""The LightningModule: a classifier, its loss, optimizer and schedule.
+
+Hyper-parameters saved in checkpoints are plain data (the resolved config as a
+dict), never modules or datasets, so a checkpoint can be reloaded anywhere.
+"""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+
+from ..config import ExperimentConfig
+from .data import mix_seed
+from .losses import build_loss, weight_penalty
+from .optim import build_optimizer, build_scheduler
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised from a training step whose loss is NaN or infinite (no checkpoint is written then)."""
+
+
+class ClassifierModule(pl.LightningModule):
+    def __init__(self, config: dict, num_classes: int, steps_per_epoch: int) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        from ..augment import build_batch_mix
+        from ..models import create_model
+
+        self.cfg = ExperimentConfig.model_validate(config)
+        self.model = create_model(self.cfg.model, num_classes=num_classes, in_chans=self.cfg.data.channels)
+        self.num_classes = num_classes
+        self.criterion = build_loss(self.cfg.train)
+        self.batch_mix = build_batch_mix(self.cfg.augment, num_classes)
+        self._mix_generator: torch.Generator | None = None
+
+    def setup(self, stage: str) -> None:
+        if self.cfg.model.freeze:
+            from ..models import freeze
+
+            freeze(self.model, self.cfg.model.freeze)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.cfg.model.batchnorm != "train":
+            from ..models import apply_batchnorm_policy
+
+            apply_batchnorm_policy(self.model, self.cfg.model.batchnorm)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def on_train_epoch_start(self) -> None:
+        # Re-seeding at each epoch start makes epoch e identical whether or not
+        # the process was restarted from the checkpoint of epoch e-1.
+        seed = mix_seed(self.cfg.train.seed, self.current_epoch, 2)
+        torch.manual_seed(seed)
+        self._mix_generator = torch.Generator().manual_seed(seed)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y, _ = batch
+        target = y
+        if self.batch_mix is not None:
+            x, target = self.batch_mix(x, y, generator=self._mix_generator)
+        logits = self(x)
+        loss = self.criterion(logits, target)
+        penalty = weight_penalty(self.model, self.cfg.train.l1, self.cfg.train.l2)
+        if penalty is not None:
+            loss = loss + penalty
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}; "
+                "try a lower train.lr, gradient clipping (train.gradient_clip_val) or precision 32"
+            )
+        acc = (logits.argmax(1) == y).float().mean()
+        self.log("train_loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("train_acc", acc, on_step=False, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x, y, _ = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits.float(), y)
+        acc = (logits.argmax(1) == y).float().mean()
+        self.log("val_loss", loss, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("val_acc", acc, on_epoch=True, prog_bar=True, batch_size=len(y))
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, _, _ = batch
+        return torch.softmax(self(x).float(), dim=1)
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer(self.model, self.cfg.train)
+        steps = self.hparams.steps_per_epoch
+        scheduler = build_scheduler(optimizer, self.cfg.train, steps)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}

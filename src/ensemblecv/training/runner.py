@@ -1,0 +1,218 @@
+"""Train one config on every fold of the workspace: the ``train`` verb's engine.
+
+Per fold it writes ``runs/<name>/fold_<k>/``: ``best.ckpt``, ``last.ckpt``,
+``history.csv``, ``oof_probs.npy`` + ``oof_samples.parquet`` (exactly that
+fold's validation samples), ``test_probs.npy`` + ``test_samples.parquet`` when
+the config has a test set, and ``done.json`` last — a fold without it is
+unfinished and can be resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+from ..config import ExperimentConfig, to_yaml
+from ..errors import ConfigError, DataError
+from .callbacks import AtomicCheckpointIO, HistoryWriter, atomic_write_text
+from .data import RowsDataset, make_loader, mix_seed, steps_per_epoch
+from .inputs import RunInputs, prepare_inputs
+from .module import ClassifierModule
+from .tracking import build_logger, log_artifacts
+
+
+@dataclass
+class FoldResult:
+    run: str
+    fold: str
+    status: str
+    epochs: int
+    best_epoch: int | None
+    val_loss: float | None
+    val_acc: float | None
+    seconds: float
+    message: str = ""
+
+
+def _check_run_dir(run_dir: Path, config: ExperimentConfig) -> None:
+    """A run name is bound to one config; reusing it with another would mix results."""
+    path = run_dir / "config.yaml"
+    text = to_yaml(config)
+    if path.is_file() and path.read_text(encoding="utf-8") != text:
+        raise ConfigError(
+            f"Run {run_dir.name!r} already exists in this workspace with a different config "
+            f"({path}). Give this experiment another name (name=...) or delete that run folder."
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, text)
+
+
+def train(config: ExperimentConfig, folds: list[int] | None = None, resume: bool = False,
+          progress: bool = True) -> list[FoldResult]:
+    """Train ``config`` on the listed folds (default: all, plus ``full`` if refit_full)."""
+    inputs = prepare_inputs(config, progress=progress)
+    n_folds = int(inputs.folds["fold"].max()) + 1
+    todo: list[int | str] = list(range(n_folds)) if folds is None else list(folds)
+    bad = [f for f in todo if not 0 <= int(f) < n_folds]
+    if bad:
+        raise ConfigError(f"--folds {bad} out of range: this workspace has folds 0..{n_folds - 1}.")
+    if config.train.refit_full and folds is None:
+        todo.append("full")
+    run_dir = inputs.workspace.run_dir(config.run_name)
+    _check_run_dir(run_dir, config)
+    return [train_fold(config, inputs, fold, run_dir, resume, progress) for fold in todo]
+
+
+def _fold_rows(inputs: RunInputs, fold: int | str) -> tuple[np.ndarray, np.ndarray]:
+    positions = np.arange(len(inputs.folds))
+    if fold == "full":
+        return positions, positions[:0]
+    is_val = inputs.folds["fold"].to_numpy() == int(fold)
+    return positions[~is_val], positions[is_val]
+
+
+def _callbacks(config: ExperimentConfig, fold_dir: Path, has_val: bool, progress: bool) -> list:
+    cbs: list = [HistoryWriter(fold_dir / "history.csv")]
+    if has_val:
+        cbs.append(ModelCheckpoint(dirpath=fold_dir, filename="best", monitor="val_loss", mode="min",
+                                   save_last=True, enable_version_counter=False))
+    else:
+        cbs.append(ModelCheckpoint(dirpath=fold_dir, filename="best", save_last=True, enable_version_counter=False))
+    es = config.train.early_stopping
+    if es is not None and has_val:
+        mode = es.mode or ("min" if es.monitor == "val_loss" else "max")
+        cbs.append(EarlyStopping(monitor=es.monitor, patience=es.patience, mode=mode, min_delta=es.min_delta))
+    if progress:
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        cbs.append(RichProgressBar(leave=True))
+    return cbs
+
+
+def _trainer(config: ExperimentConfig, fold_dir: Path, callbacks: list, logger, has_val: bool) -> pl.Trainer:
+    t = config.trainer
+    extra = {k: v for k, v in (t.model_extra or {}).items()}
+    return pl.Trainer(
+        default_root_dir=str(fold_dir),
+        max_epochs=config.train.epochs,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        precision=t.precision,
+        accumulate_grad_batches=config.train.accumulate_grad_batches,
+        gradient_clip_val=config.train.gradient_clip_val,
+        callbacks=callbacks,
+        logger=logger if logger is not None else False,
+        plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=any(type(c).__name__ == "RichProgressBar" for c in callbacks),
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=1.0 if has_val else 0,
+        deterministic="warn",
+        log_every_n_steps=10,
+        **extra,
+    )
+
+
+def train_fold(config: ExperimentConfig, inputs: RunInputs, fold: int | str, run_dir: Path,
+               resume: bool, progress: bool) -> FoldResult:
+    fold_dir = run_dir / (f"fold_{fold}" if fold != "full" else "full")
+    done = fold_dir / "done.json"
+    if done.is_file():
+        return FoldResult(**{**json.loads(done.read_text()), "status": "skipped (done)"})
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    last = fold_dir / "last.ckpt"
+    if last.is_file() and not resume:
+        warnings.warn(f"{fold_dir} holds an unfinished run; starting it over (use --resume to continue).",
+                      UserWarning, stacklevel=2)
+        for stale in ("last.ckpt", "best.ckpt", "history.csv"):
+            (fold_dir / stale).unlink(missing_ok=True)
+    train_rows, val_rows = _fold_rows(inputs, fold)
+    seed = mix_seed(config.train.seed, 0 if fold == "full" else int(fold) + 1)
+    pl.seed_everything(seed, workers=True, verbose=False)
+    bs = config.train.batch_size
+    spe = steps_per_epoch(len(train_rows), bs, config.train.accumulate_grad_batches)
+    module = ClassifierModule(config.model_dump(mode="json"), inputs.num_classes, spe)
+    pin = torch.cuda.is_available()
+    train_loader = make_loader(RowsDataset(inputs.source, train_rows, inputs.targets, inputs.train_tf),
+                               bs, seed, True, inputs.workers, pin)
+    val_loader = (make_loader(RowsDataset(inputs.source, val_rows, inputs.targets, inputs.eval_tf),
+                              bs * 2, seed, False, inputs.workers, pin) if len(val_rows) else None)
+    logger = build_logger(config, inputs.workspace.root, config.run_name, fold_dir.name)
+    trainer = _trainer(config, fold_dir, _callbacks(config, fold_dir, val_loader is not None, progress),
+                       logger, val_loader is not None)
+    start = time.perf_counter()
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume and last.is_file() else None)
+    result = _finish_fold(config, inputs, trainer, module, fold, fold_dir, val_rows, time.perf_counter() - start)
+    log_artifacts(logger, [run_dir / "config.yaml", fold_dir / "history.csv"])
+    if logger is not None and hasattr(logger, "finalize"):
+        logger.finalize("success")
+    return result
+
+
+def _finish_fold(config, inputs: RunInputs, trainer: pl.Trainer, module: ClassifierModule, fold,
+                 fold_dir: Path, val_rows: np.ndarray, seconds: float) -> FoldResult:
+    """Reload the best weights, write OOF/test probabilities, then ``done.json``."""
+    best = fold_dir / "best.ckpt"
+    if best.is_file():
+        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        module.load_state_dict(state)
+    device = trainer.strategy.root_device
+    history = pd.read_csv(fold_dir / "history.csv")
+    best_epoch, val_loss, val_acc = None, None, None
+    if len(val_rows):
+        probs = predict_probs(module, RowsDataset(inputs.source, val_rows, inputs.targets, inputs.eval_tf),
+                              config.train.batch_size * 2, device, inputs.workers)
+        _save_probs(fold_dir / "oof", probs, inputs, val_rows, fold)
+        targets = inputs.targets[val_rows]
+        val_acc = float((probs.argmax(1) == targets).mean())
+        val_loss = float(-np.log(np.clip(probs[np.arange(len(targets)), targets], 1e-12, None)).mean())
+        best_epoch = int(history.loc[history["val_loss"].idxmin(), "epoch"]) if history["val_loss"].notna().any() else None
+    if inputs.test_source is not None:
+        rows = np.arange(len(inputs.test_table))
+        ds = RowsDataset(inputs.test_source, rows, inputs.test_targets, inputs.eval_tf)
+        probs = predict_probs(module, ds, config.train.batch_size * 2, device, inputs.workers)
+        _save_test_probs(fold_dir / "test", probs, inputs)
+    result = FoldResult(config.run_name, str(fold), "done", int(len(history)), best_epoch, val_loss, val_acc,
+                        round(seconds, 2))
+    atomic_write_text(fold_dir / "done.json", json.dumps(asdict(result), indent=1))
+    return result
+
+
+@torch.no_grad()
+def predict_probs(module: ClassifierModule, dataset: RowsDataset, batch_size: int, device, workers: int) -> np.ndarray:
+    """Softmax probabilities (float32, rows in dataset order)."""
+    module.eval().to(device)
+    loader = make_loader(dataset, batch_size, 0, False, workers, device.type == "cuda")
+    out = []
+    for x, _, _ in loader:
+        out.append(torch.softmax(module(x.to(device)).float(), dim=1).cpu().numpy())
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, module.num_classes), np.float32)
+
+
+def _save_probs(prefix: Path, probs: np.ndarray, inputs: RunInputs, rows: np.ndarray, fold) -> None:
+    np.save(prefix.with_name(prefix.name + "_probs.npy"), probs)
+    pd.DataFrame({
+        "sample_id": inputs.folds["sample_id"].to_numpy()[rows],
+        "target": inputs.targets[rows],
+        "fold": fold,
+    }).to_parquet(prefix.with_name(prefix.name + "_samples.parquet"), index=False)
+
+
+def _save_test_probs(prefix: Path, probs: np.ndarray, inputs: RunInputs) -> None:
+    np.save(prefix.with_name(prefix.name + "_probs.npy"), probs)
+    pd.DataFrame({
+        "sample_id": inputs.test_table.frame["sample_id"].to_numpy(),
+        "target": inputs.test_targets,
+    }).to_parquet(prefix.with_name(prefix.name + "_samples.parquet"), index=False)
+
+
+__all__ = ["FoldResult", "train", "train_fold", "predict_probs", "DataError"]

@@ -1,0 +1,65 @@
+"""Experiment tracking through Lightning's loggers: MLflow by default, W&B on request.
+
+MLflow defaults to a SQLite file inside the workspace so an experiment and
+its tracking records travel together; ``tracking.uri`` may name PostgreSQL
+(``postgresql://...``) or a tracking server (``http://...``) instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import ExperimentConfig
+from ..errors import ConfigError
+
+
+def tracking_uri(config: ExperimentConfig, workspace: Path) -> str:
+    return config.tracking.uri or f"sqlite:///{(workspace / 'mlflow.db').absolute()}"
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def build_logger(config: ExperimentConfig, workspace: Path, run_name: str, fold: str):
+    """A Lightning logger for one fold run, or None when tracking is off."""
+    backend = config.tracking.backend
+    experiment = config.tracking.experiment or workspace.absolute().name
+    if backend == "none":
+        return None
+    if backend == "wandb":
+        try:
+            from lightning.pytorch.loggers import WandbLogger
+
+            logger = WandbLogger(project=experiment, name=f"{run_name}/{fold}", save_dir=str(workspace))
+        except ModuleNotFoundError as exc:
+            raise ConfigError("tracking.backend 'wandb' needs `pip install wandb`.") from exc
+    else:
+        try:
+            from lightning.pytorch.loggers import MLFlowLogger
+        except ModuleNotFoundError as exc:  # pragma: no cover - mlflow is a dependency
+            raise ConfigError("MLflow is not installed: `pip install mlflow` or set tracking: none.") from exc
+        logger = MLFlowLogger(
+            experiment_name=experiment,
+            run_name=f"{run_name}/{fold}",
+            tracking_uri=tracking_uri(config, workspace),
+            tags={"run": run_name, "fold": fold},
+        )
+    logger.log_hyperparams(_flatten(config.model_dump(mode="json")))
+    return logger
+
+
+def log_artifacts(logger, paths: list[Path]) -> None:
+    """Attach files (config, history) to the tracked run; a no-op for other loggers."""
+    if logger is None or type(logger).__name__ != "MLFlowLogger":
+        return
+    for path in paths:
+        if path.is_file():
+            logger.experiment.log_artifact(logger.run_id, str(path))
