@@ -15,7 +15,6 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 import ensemblecv
-
 from ensemblecv.data.dataset import ImageDataset
 from ensemblecv.data.samples import from_builtin, from_folder
 

@@ -59,7 +59,7 @@ def test_export_csv_layout_train(tmp_path):
     chosen = balanced_subset(data.labels, 40)
     assert table.frame["label"].tolist() == data.labels[chosen].tolist()
     assert table.frame["class_name"].tolist() == [DIGIT_CLASSES[i] for i in data.labels[chosen]]
-    for (_, row), i in zip(table.frame.iterrows(), chosen):
+    for (_, row), i in zip(table.frame.iterrows(), chosen, strict=True):
         np.testing.assert_array_equal(load_image(row["path"], channels=1)[:, :, 0], data.images[i])
 
 

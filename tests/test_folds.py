@@ -68,7 +68,7 @@ def _grouped_csv(tmp_path: Path, n_classes=3, groups_per_class=6, per_group=3) -
     for c in range(n_classes):
         for g in range(groups_per_class):
             # Uneven group sizes make a naive split more likely to cut a group.
-            for j in range(per_group + (g % 2)):
+            for _j in range(per_group + (g % 2)):
                 rel = f"img/{n:04d}.png"
                 _png(root / rel, (n % 256, (7 * n) % 256, c * 60))
                 rows.append({"image_path": rel, "class_name": f"class{c}", "group": f"c{c}g{g}"})
@@ -197,7 +197,8 @@ def test_load_folds_roundtrip_and_changed_dataset(tmp_path, digits):
     changed = digits.subset((np.arange(len(digits)) >= 1) & (np.arange(len(digits)) < 310))
     with pytest.raises(
         DataError,
-        match=r"(?s)different set of samples \(10 new, 1 gone\).*new: train/00300.*gone: train/00000",
+        match=r"(?s)different set of samples \(10 new, 1 gone\)"
+        r".*new: train/00300.*gone: train/00000",
     ):
         load_folds(path, changed)
     # Without a table nothing is checked.

@@ -86,13 +86,13 @@ def test_assign_splits_proportions_and_stratification(digits, ratios):
     assert splits.shape == (len(digits),)
     assert set(splits) == set(names)
     n = len(digits)
-    for name, ratio in zip(names, ratios):
+    for name, ratio in zip(names, ratios, strict=True):
         assert abs((splits == name).sum() / n - ratio) < 0.01, name
     # Per class, each split's share is close to its ratio.
     labels = digits.frame["label"].to_numpy()
     for c in range(10):
         in_class = splits[labels == c]
-        for name, ratio in zip(names, ratios):
+        for name, ratio in zip(names, ratios, strict=True):
             assert abs((in_class == name).mean() - ratio) < 0.04, (c, name)
 
 
@@ -111,7 +111,7 @@ def test_assign_splits_keeps_groups_together(digits):
     splits = assign_splits(table, [0.6, 0.2, 0.2], seed=0)
     per_group = pd.Series(splits).groupby(group_id).nunique()
     assert (per_group == 1).all()
-    for name, ratio in zip(["train", "val", "test"], [0.6, 0.2, 0.2]):
+    for name, ratio in zip(["train", "val", "test"], [0.6, 0.2, 0.2], strict=True):
         assert abs((splits == name).mean() - ratio) < 0.05
 
 
@@ -146,7 +146,7 @@ def test_write_split_copy(tmp_path):
     assert index["split"].tolist() == splits.tolist()
     written = sorted(p for p in out.rglob("*.png"))
     assert len(written) == 30
-    for (_, sample), split in zip(table.frame.iterrows(), splits):
+    for (_, sample), split in zip(table.frame.iterrows(), splits, strict=True):
         rel = Path(sample["sample_id"]).relative_to(sample["class_name"])
         dest = out / split / sample["class_name"] / rel
         assert dest.is_file() and not dest.is_symlink()
@@ -165,7 +165,7 @@ def test_write_split_link(tmp_path):
     splits = assign_splits(table, [0.5, 0.5], seed=0)
     out = tmp_path / "out"
     write_split(table, out, splits, mode="link")
-    for (_, sample), split in zip(table.frame.iterrows(), splits):
+    for (_, sample), split in zip(table.frame.iterrows(), splits, strict=True):
         rel = Path(sample["sample_id"]).relative_to(sample["class_name"])
         dest = out / split / sample["class_name"] / rel
         assert dest.is_symlink()
@@ -256,7 +256,8 @@ def test_write_split_csv_source(tmp_path):
     pd.DataFrame(rows).to_csv(root / "train.csv", index=False)
     table = from_csv(root / "train.csv")
     write_split(table, tmp_path / "out", np.array(["train"] * 6), mode="copy")
-    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")) == [
+    out = tmp_path / "out"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
         "train/a/images/0.png", "train/a/images/2.png", "train/a/images/4.png",
         "train/b/images/1.png", "train/b/images/3.png", "train/b/images/5.png",
     ]  # fmt: skip
@@ -270,7 +271,7 @@ def test_write_split_builtin_writes_pngs(tmp_path, digits, mode):
     write_split(table, out, splits, mode=mode)
     files = sorted(out.rglob("*.png"))
     assert len(files) == 60
-    for (_, sample), split in zip(table.frame.iterrows(), splits):
+    for (_, sample), split in zip(table.frame.iterrows(), splits, strict=True):
         dest = out / split / sample["class_name"] / f"{Path(sample['sample_id']).name}.png"
         assert dest.is_file() and not dest.is_symlink()
         with Image.open(dest) as img:

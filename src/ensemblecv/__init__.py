@@ -1,9 +1,8 @@
 """ensemblecv: train many image models, combine them into ensembles, score them honestly."""
 
 from .config import ExperimentConfig, load_config
-from .data import SampleTable, load_image, load_samples, make_folds, scan_table
+from .data import SampleTable, load_image, load_samples, scan_table
 from .errors import ConfigError, DataError, EnsembleCVError, ImageLoadError
-from .workspace import Workspace, prepare_workspace
 
 __version__ = "0.1.0"
 
@@ -19,4 +18,12 @@ def __getattr__(name: str):
         from .data.dataset import ImageDataset
 
         return ImageDataset
+    if name == "make_folds":
+        from .data.folds import make_folds
+
+        return make_folds
+    if name in ("Workspace", "prepare_workspace"):
+        from . import workspace
+
+        return getattr(workspace, name)
     raise AttributeError(name)

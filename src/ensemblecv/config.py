@@ -9,6 +9,7 @@ run can be reproduced from its own folder.
 from __future__ import annotations
 
 import difflib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -158,7 +159,7 @@ class ExperimentConfig(_Strict):
     @classmethod
     def _tracking_off(cls, v: Any) -> Any:
         # `tracking: none` (or null) is the short way to switch tracking off.
-        if v is None or (isinstance(v, str) and v.lower() in ("none", "off", "false")):
+        if v is None or v is False or (isinstance(v, str) and v.lower() in ("none", "off", "false")):
             return {"backend": "none"}
         return v
 
@@ -194,12 +195,20 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return out
 
 
+def _model_in(ann: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as ``X | None``."""
+    for cand in (ann, *typing.get_args(ann)):
+        if isinstance(cand, type) and issubclass(cand, BaseModel):
+            return cand
+    return None
+
+
 def _allowed_keys(loc: tuple) -> list[str]:
     model: type[BaseModel] | None = ExperimentConfig
     for part in loc[:-1]:
         field = model.model_fields.get(str(part)) if model else None
         ann = field.annotation if field else None
-        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        model = _model_in(ann)
     return sorted(model.model_fields) if model else []
 
 

@@ -104,7 +104,9 @@ def prepare_workspace(
     if scan is None:
         scan = scan_table(table, workers=workers, progress=progress)
     ws.root.mkdir(parents=True, exist_ok=True)
-    good = exclude_bad(scan, strict=strict, report_path=ws.bad_files_path)
+    # A prepared workspace's bad-file list belongs to its data: never overwrite it here.
+    report = None if ws.is_prepared() else ws.bad_files_path
+    good = exclude_bad(scan, strict=strict, report_path=report)
     hashes = scan.stats.loc[scan.ok, "hash"].reset_index(drop=True)
     good = duplicate_groups(good, hashes)
     if ws.is_prepared():

@@ -1,7 +1,6 @@
 """Data layer: every source becomes a :class:`SampleTable`; one loader decodes every image."""
 
 from .builtin import list_datasets
-from .folds import load_folds, make_folds
 from .imageio import load_image, open_image
 from .samples import SampleTable, from_csv, from_folder, load_samples
 from .scan import ScanResult, exclude_bad, scan_table
@@ -19,4 +18,8 @@ def __getattr__(name: str):
         from .dataset import ImageDataset
 
         return ImageDataset
+    if name in ("load_folds", "make_folds"):  # sklearn import costs ~1 s per worker
+        from . import folds
+
+        return getattr(folds, name)
     raise AttributeError(name)

@@ -166,7 +166,7 @@ def to_channels(img: Image.Image, channels: int) -> np.ndarray:
         img = img.convert("L")
     elif channels == 3 and img.mode != "RGB":
         img = img.convert("RGB")
-    arr = np.asarray(img, dtype=np.uint8)
+    arr = np.array(img, dtype=np.uint8)  # a writable copy: torch.from_numpy warns on read-only
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return np.ascontiguousarray(arr)

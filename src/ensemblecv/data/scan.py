@@ -138,6 +138,7 @@ def scan_table(
         # forkserver, not fork: forking a process that has started torch's
         # thread pools can crash the child.
         ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["ensemblecv.data.scan"])  # import once, fork workers from it
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             for chunk, result in zip(chunks, pool.map(_scan_chunk, chunks, [max_pixels] * len(chunks))):
                 rows += result
