@@ -1,5 +1,10 @@
 """ensemblecv: train many image models, combine them into ensembles, score them honestly."""
 
+import os as _os
+
+# albumentations checks PyPI for updates on import (2 s timeout offline); never wanted here.
+_os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
 from .config import ExperimentConfig, load_config
 from .data import SampleTable, load_image, load_samples, scan_table
 from .errors import ConfigError, DataError, EnsembleCVError, ImageLoadError

@@ -187,7 +187,8 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         node = out
         for k in keys[:-1]:
             if not isinstance(node.get(k), dict):
-                if k in node and node[k] is not None:
+                # `tracking: none` is shorthand for a section; a sub-key override expands it.
+                if k in node and node[k] not in (None, False, "none", "off"):
                     raise ConfigError(f"Override {text!r}: {k!r} is a value, not a section.")
                 node[k] = {}
             node = node[k]

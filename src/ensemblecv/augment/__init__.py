@@ -8,8 +8,15 @@ Configs name ops (``augment.ops``) or a preset (``augment.preset``);
 
 from __future__ import annotations
 
-from .ops import build_op, get_op, list_ops, op_params, register_op
-from .pipeline import (
+import os
+
+# albumentations 2.x asks PyPI for a newer version on every import (a 2 s
+# timeout offline, and a network call nobody asked for); it must be off before
+# the first import of albumentations, which happens in .ops.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+from .ops import build_op, get_op, list_ops, op_params, register_op  # noqa: E402
+from .pipeline import (  # noqa: E402
     IMAGENET_MEAN,
     IMAGENET_STD,
     RESIZE_MODES,
@@ -22,8 +29,8 @@ from .pipeline import (
     resize_op,
     resolve_normalization,
 )
-from .presets import list_presets, preset_ops, register_preset
-from .preview import preview_grid
+from .presets import list_presets, preset_ops, register_preset  # noqa: E402
+from .preview import preview_grid  # noqa: E402
 
 __all__ = [
     "IMAGENET_MEAN",

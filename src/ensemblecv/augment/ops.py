@@ -68,7 +68,9 @@ def op_params(name: str) -> list[str]:
 def build_op(spec: Mapping[str, Any], size: int) -> A.BasicTransform:
     """Build one op from its config dict; every mistake is a :class:`ConfigError` naming the op."""
     if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
-        raise ConfigError(f"Each augmentation op needs a 'name' (one of {', '.join(list_ops())}); got {spec!r}.")
+        raise ConfigError(
+            f"Each augmentation op needs a 'name' (one of {', '.join(list_ops())}); got {spec!r}."
+        )
     params = {k: v for k, v in spec.items() if k != "name"}
     name = spec["name"]
     accepted = op_params(name)
@@ -78,7 +80,8 @@ def build_op(spec: Mapping[str, Any], size: int) -> A.BasicTransform:
         hint = f" Did you mean {', '.join(hints)}?" if hints else ""
         why = " (size is set from data.image_size)" if "size" in unknown else ""
         raise ConfigError(
-            f"Augmentation op {name!r} got unknown parameter(s) {', '.join(map(repr, unknown))}{why}."
+            f"Augmentation op {name!r} got unknown parameter(s) "
+            f"{', '.join(map(repr, unknown))}{why}."
             f"{hint} Accepted: {', '.join(accepted)}."
         )
     if "size" in inspect.signature(get_op(name)).parameters:
@@ -171,7 +174,9 @@ def _like(gray: np.ndarray, img: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------ custom functions
 
 
-def _morph_fn(img: np.ndarray, rng: np.random.Generator, kernel: tuple[int, int], op: int) -> np.ndarray:
+def _morph_fn(
+    img: np.ndarray, rng: np.random.Generator, kernel: tuple[int, int], op: int
+) -> np.ndarray:
     k = int(rng.integers(kernel[0], kernel[1] + 1))
     if k <= 1:
         return img
@@ -190,7 +195,9 @@ def _grayscale_fn(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return img if img.shape[2] == 1 else _like(_to_gray(img), img)
 
 
-def _crop_reflect_fn(img: np.ndarray, rng: np.random.Generator, size: int, padding: int) -> np.ndarray:
+def _crop_reflect_fn(
+    img: np.ndarray, rng: np.random.Generator, size: int, padding: int
+) -> np.ndarray:
     h, w = img.shape[:2]
     pad_h, pad_w = padding + max(0, size - h), padding + max(0, size - w)
     # numpy's reflect (unlike OpenCV's) handles padding wider than the image.
@@ -223,7 +230,9 @@ def _vflip(p: float = 0.5) -> A.BasicTransform:
 
 
 @register_op("rotate")
-def _rotate(limit: float = 15, border: str = "reflect", fill: float = 0, p: float = 0.5) -> A.BasicTransform:
+def _rotate(
+    limit: float = 15, border: str = "reflect", fill: float = 0, p: float = 0.5
+) -> A.BasicTransform:
     """Rotate by up to ``limit`` degrees. Reflect borders suit photos and white-paper
     drawings alike; ``border: constant`` fills with ``fill`` instead."""
     return A.Rotate(limit=_sym(limit, "limit"), border_mode=_border(border), fill=fill, p=p)
@@ -231,8 +240,12 @@ def _rotate(limit: float = 15, border: str = "reflect", fill: float = 0, p: floa
 
 @register_op("shift_scale_rotate")
 def _shift_scale_rotate(
-    shift: float = 0.0625, scale: float = 0.1, rotate: float = 15,
-    border: str = "reflect", fill: float = 0, p: float = 0.5,
+    shift: float = 0.0625,
+    scale: float = 0.1,
+    rotate: float = 15,
+    border: str = "reflect",
+    fill: float = 0,
+    p: float = 0.5,
 ) -> A.BasicTransform:
     """Shift by up to ``shift`` × size (each axis independently), zoom by 1 ± ``scale``
     (aspect kept), rotate by up to ``rotate`` degrees — ``Affine``, which replaces the
@@ -240,13 +253,20 @@ def _shift_scale_rotate(
     shift_r = _sym(shift, "shift")
     lo, hi = _sym(scale, "scale")
     return A.Affine(
-        translate_percent={"x": shift_r, "y": shift_r}, scale=(1 + lo, 1 + hi), keep_ratio=True,
-        rotate=_sym(rotate, "rotate"), border_mode=_border(border), fill=fill, p=p,
+        translate_percent={"x": shift_r, "y": shift_r},
+        scale=(1 + lo, 1 + hi),
+        keep_ratio=True,
+        rotate=_sym(rotate, "rotate"),
+        border_mode=_border(border),
+        fill=fill,
+        p=p,
     )
 
 
 @register_op("shear")
-def _shear(limit: float = 10, border: str = "reflect", fill: float = 0, p: float = 0.5) -> A.BasicTransform:
+def _shear(
+    limit: float = 10, border: str = "reflect", fill: float = 0, p: float = 0.5
+) -> A.BasicTransform:
     """Shear by up to ``limit`` degrees, x and y sampled independently."""
     r = _sym(limit, "limit")
     return A.Affine(shear={"x": r, "y": r}, border_mode=_border(border), fill=fill, p=p)
@@ -254,7 +274,10 @@ def _shear(limit: float = 10, border: str = "reflect", fill: float = 0, p: float
 
 @register_op("perspective")
 def _perspective(
-    scale: tuple[float, float] = (0.05, 0.1), border: str = "reflect", fill: float = 0, p: float = 0.5
+    scale: tuple[float, float] = (0.05, 0.1),
+    border: str = "reflect",
+    fill: float = 0,
+    p: float = 0.5,
 ) -> A.BasicTransform:
     """Move the corners by ``scale`` (fraction of the size); the output keeps its size."""
     return A.Perspective(scale=_range(scale, "scale"), border_mode=_border(border), fill=fill, p=p)
@@ -262,11 +285,15 @@ def _perspective(
 
 @register_op("random_resized_crop")
 def _random_resized_crop(
-    size: int, scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (0.75, 4 / 3),
+    size: int,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (0.75, 4 / 3),
     p: float = 1.0,
 ) -> A.BasicTransform:
     """Inception-style crop of ``scale`` × area and ``ratio`` aspect, resized back to ``size``."""
-    return A.RandomResizedCrop(size=(size, size), scale=_range(scale, "scale"), ratio=_range(ratio, "ratio"), p=p)
+    return A.RandomResizedCrop(
+        size=(size, size), scale=_range(scale, "scale"), ratio=_range(ratio, "ratio"), p=p
+    )
 
 
 @register_op("random_crop_reflect")
@@ -325,22 +352,29 @@ def _gaussian_blur(sigma: tuple[float, float] = (0.5, 1.5), p: float = 0.5) -> A
 
 @register_op("coarse_dropout")
 def _coarse_dropout(
-    holes: tuple[int, int] = (1, 4), size: tuple[float, float] = (0.05, 0.2),
-    fill: float | str = 0, p: float = 0.5,
+    holes: tuple[int, int] = (1, 4),
+    hole_size: tuple[float, float] = (0.05, 0.2),
+    fill: float | str = 0,
+    p: float = 0.5,
 ) -> A.BasicTransform:
-    """Cut ``holes`` rectangles with sides ``size`` × image side; ``fill`` a value
+    """Cut ``holes`` rectangles with sides ``hole_size`` × image side; ``fill`` a value
     (255 erases strokes on white paper) or ``random``/``random_uniform``."""
-    hole = _range(size, "size")
+    hole = _range(hole_size, "hole_size")
     return A.CoarseDropout(
-        num_holes_range=_int_range(holes, "holes"), hole_height_range=hole, hole_width_range=hole,
-        fill=fill, p=p,
+        num_holes_range=_int_range(holes, "holes"),
+        hole_height_range=hole,
+        hole_width_range=hole,
+        fill=fill,
+        p=p,
     )
 
 
 @register_op("random_erasing")
 def _random_erasing(
-    scale: tuple[float, float] = (0.02, 0.33), ratio: tuple[float, float] = (0.3, 3.3),
-    fill: float | str = 0, p: float = 0.5,
+    scale: tuple[float, float] = (0.02, 0.33),
+    ratio: tuple[float, float] = (0.3, 3.3),
+    fill: float | str = 0,
+    p: float = 0.5,
 ) -> A.BasicTransform:
     """Random erasing (Zhong et al.): one rectangle of ``scale`` × area and ``ratio`` aspect."""
     return A.Erasing(scale=_range(scale, "scale"), ratio=_range(ratio, "ratio"), fill=fill, p=p)
@@ -350,7 +384,9 @@ def _random_erasing(
 
 
 @register_op("clahe")
-def _clahe(clip_limit: tuple[float, float] = (1.0, 4.0), tile: int = 8, p: float = 0.5) -> A.BasicTransform:
+def _clahe(
+    clip_limit: tuple[float, float] = (1.0, 4.0), tile: int = 8, p: float = 0.5
+) -> A.BasicTransform:
     """Contrast-limited adaptive histogram equalisation (on luminance for RGB)."""
     return A.CLAHE(clip_limit=_range(clip_limit, "clip_limit"), tile_grid_size=(tile, tile), p=p)
 
@@ -363,19 +399,28 @@ def _equalize(by_channels: bool = False, p: float = 0.5) -> A.BasicTransform:
 
 
 @register_op("brightness_contrast")
-def _brightness_contrast(brightness: float = 0.2, contrast: float = 0.2, p: float = 0.5) -> A.BasicTransform:
+def _brightness_contrast(
+    brightness: float = 0.2, contrast: float = 0.2, p: float = 0.5
+) -> A.BasicTransform:
     return A.RandomBrightnessContrast(
-        brightness_limit=_sym(brightness, "brightness"), contrast_limit=_sym(contrast, "contrast"), p=p
+        brightness_limit=_sym(brightness, "brightness"),
+        contrast_limit=_sym(contrast, "contrast"),
+        p=p,
     )
 
 
 @register_op("color_jitter")
 def _color_jitter(
-    brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2, hue: float = 0.05,
+    brightness: float = 0.2,
+    contrast: float = 0.2,
+    saturation: float = 0.2,
+    hue: float = 0.05,
     p: float = 0.5,
 ) -> A.BasicTransform:
     """torchvision-style jitter; on 1-channel images saturation and hue have no effect."""
-    return A.ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue, p=p)
+    return A.ColorJitter(
+        brightness=brightness, contrast=contrast, saturation=saturation, hue=hue, p=p
+    )
 
 
 @register_op("invert")

@@ -70,7 +70,7 @@ def _letterbox(img: np.ndarray, size: int) -> np.ndarray:
     if (nh, nw) == (size, size):
         return resized
     out = np.empty((size, size, img.shape[2]), dtype=img.dtype)
-    out[:] = _border_value(resized)
+    out[:] = _border_value(img)  # the original's border: thin frames survive
     top, left = (size - nh) // 2, (size - nw) // 2
     out[top : top + nh, left : left + nw] = resized
     return out
@@ -118,7 +118,8 @@ def _dataset_stats(stats: Mapping[str, Any] | None, channels: int) -> tuple[list
         raise ConfigError(
             f"data.normalize is 'dataset' but no {key!r} mean/std was given (they come from the "
             "workspace's stats.json or the audit's 'normalization'). Run `ensemblecv split DATA "
-            "--workspace DIR` first, or set data.normalize to imagenet, none or {mean: [...], std: [...]}."
+            "--workspace DIR` first, or set data.normalize to imagenet, none or "
+            "{mean: [...], std: [...]}."
         )
     return list(entry["mean"]), list(entry["std"])
 
@@ -147,16 +148,26 @@ def resolve_normalization(
         elif normalize == "dataset":
             mean, std = _dataset_stats(audit_stats, channels)
         else:
-            raise ConfigError(unknown_name_message("normalization", normalize, ["imagenet", "dataset", "none"]))
+            raise ConfigError(
+                unknown_name_message("normalization", normalize, ["imagenet", "dataset", "none"])
+            )
     else:
-        values = normalize if isinstance(normalize, NormalizeValues) else NormalizeValues.model_validate(normalize)
+        values = (
+            normalize
+            if isinstance(normalize, NormalizeValues)
+            else NormalizeValues.model_validate(normalize)
+        )
         mean, std = list(values.mean), list(values.std)
     if len(mean) == 1 and len(std) == 1:
         mean, std = mean * channels, std * channels
     if len(mean) != channels or len(std) != channels:
-        raise ConfigError(f"Normalisation needs {channels} mean/std value(s) (or 1), got mean={mean}, std={std}.")
+        raise ConfigError(
+            f"Normalisation needs {channels} mean/std value(s) (or 1), got mean={mean}, std={std}."
+        )
     if not all(np.isfinite(mean)) or not all(np.isfinite(std)) or min(std) <= 0:
-        raise ConfigError(f"Normalisation values must be finite with std > 0, got mean={mean}, std={std}.")
+        raise ConfigError(
+            f"Normalisation values must be finite with std > 0, got mean={mean}, std={std}."
+        )
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
@@ -174,8 +185,12 @@ class ImageTransform:
     """
 
     def __init__(
-        self, resize: Resize | None, ops: Sequence[A.BasicTransform],
-        mean: Sequence[float], std: Sequence[float], channels: int,
+        self,
+        resize: Resize | None,
+        ops: Sequence[A.BasicTransform],
+        mean: Sequence[float],
+        std: Sequence[float],
+        channels: int,
     ) -> None:
         self.resize = resize
         self.ops = A.Compose(list(ops)) if ops else None
@@ -206,6 +221,8 @@ class ImageTransform:
         if self.ops is not None:
             self._reseed(seed)
             image = self.ops(image=image)["image"]
+            if image.ndim != 3 or image.shape[2] != self.channels or image.dtype != np.uint8:
+                raise RuntimeError(f"an augmentation op returned {image.dtype} {image.shape}")
         return image
 
     def to_tensor(self, image: np.ndarray) -> torch.Tensor:
@@ -217,7 +234,9 @@ class ImageTransform:
 
     def __repr__(self) -> str:
         ops = [type(t).__name__ for t in self.ops] if self.ops is not None else []
-        return f"ImageTransform(resize={self.resize is not None}, ops={ops}, channels={self.channels})"
+        return (
+            f"ImageTransform(resize={self.resize is not None}, ops={ops}, channels={self.channels})"
+        )
 
 
 def augment_specs(augment_cfg: AugmentConfig | None) -> list[dict[str, Any]]:
@@ -228,22 +247,33 @@ def augment_specs(augment_cfg: AugmentConfig | None) -> list[dict[str, Any]]:
 
 
 def build_transforms(
-    data_cfg: DataConfig, augment_cfg: AugmentConfig | None,
-    mean: Sequence[float], std: Sequence[float], include_resize: bool = True,
+    data_cfg: DataConfig,
+    augment_cfg: AugmentConfig | None,
+    mean: Sequence[float],
+    std: Sequence[float],
+    include_resize: bool = True,
 ) -> tuple[ImageTransform, ImageTransform]:
     """``(train_tf, eval_tf)``; eval only resizes and normalises."""
     channels = data_cfg.channels
     if len(mean) != channels or len(std) != channels:
-        raise ConfigError(f"mean/std need {channels} values for {channels}-channel images, got {mean}, {std}.")
+        raise ConfigError(
+            f"mean/std need {channels} values for {channels}-channel images, got {mean}, {std}."
+        )
     ops = []
     for i, spec in enumerate(augment_specs(augment_cfg)):
         try:
             ops.append(build_op(spec, data_cfg.image_size))
         except ConfigError as exc:
-            where = f"augment.ops[{i}]" if augment_cfg.ops is not None else f"augment.preset {augment_cfg.preset!r}"
+            where = (
+                f"augment.ops[{i}]"
+                if augment_cfg.ops is not None
+                else f"augment.preset {augment_cfg.preset!r}"
+            )
             raise ConfigError(f"{where}: {exc}") from None
     resize = build_resize(data_cfg) if include_resize else None
-    return ImageTransform(resize, ops, mean, std, channels), ImageTransform(resize, [], mean, std, channels)
+    return ImageTransform(resize, ops, mean, std, channels), ImageTransform(
+        resize, [], mean, std, channels
+    )
 
 
 # ---------------------------------------------------------------- batch mixing
@@ -298,7 +328,8 @@ class BatchMix:
         return x, target * lam + target[perm] * (1.0 - lam)
 
     def __repr__(self) -> str:
-        return f"BatchMix(num_classes={self.num_classes}, cutmix={self.cutmix!r}, mixup={self.mixup!r})"
+        mix = f"cutmix={self.cutmix!r}, mixup={self.mixup!r}"
+        return f"BatchMix(num_classes={self.num_classes}, {mix})"
 
 
 def build_batch_mix(augment_cfg: AugmentConfig, num_classes: int) -> BatchMix | None:

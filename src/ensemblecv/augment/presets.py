@@ -56,7 +56,13 @@ register_preset(
         {"name": "random_crop_reflect", "padding": 0.1, "p": 0.5},
         {"name": "erode", "kernel": [2, 3], "p": 0.2},
         {"name": "dilate", "kernel": [2, 3], "p": 0.2},
-        {"name": "coarse_dropout", "holes": [1, 3], "size": [0.05, 0.15], "fill": 255, "p": 0.3},
+        {
+            "name": "coarse_dropout",
+            "holes": [1, 3],
+            "hole_size": [0.05, 0.15],
+            "fill": 255,
+            "p": 0.3,
+        },
     ],
 )
 
@@ -68,10 +74,17 @@ register_preset(
         {"name": "hflip", "p": 0.5},
         {"name": "rotate", "limit": 15, "p": 0.3},
         {"name": "trivialaugment", "p": 0.5},
-        {"name": "color_jitter", "brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.05, "p": 0.5},
+        {
+            "name": "color_jitter",
+            "brightness": 0.3,
+            "contrast": 0.3,
+            "saturation": 0.3,
+            "hue": 0.05,
+            "p": 0.5,
+        },
         {"name": "gaussian_blur", "sigma": [0.3, 1.2], "p": 0.15},
         {"name": "motion_blur", "blur": [3, 5], "p": 0.1},
         {"name": "gauss_noise", "std": [0.02, 0.08], "p": 0.2},
-        {"name": "coarse_dropout", "holes": [1, 4], "size": [0.05, 0.2], "p": 0.5},
+        {"name": "coarse_dropout", "holes": [1, 4], "hole_size": [0.05, 0.2], "p": 0.5},
     ],
 )

@@ -58,7 +58,9 @@ def preview_grid(
     axes = np.atleast_2d(fig.subplots(len(paths), cols, squeeze=False))
     for i, path in enumerate(paths):
         image = load_image(path, data_cfg.channels)
-        tiles = [eval_tf(image)] + [train_tf(image, seed=seed + i * n_aug + j) for j in range(n_aug)]
+        tiles = [eval_tf(image)] + [
+            train_tf(image, seed=seed + i * n_aug + j) for j in range(n_aug)
+        ]
         for j, (ax, tile) in enumerate(zip(axes[i], tiles, strict=True)):
             ax.imshow(_display(tile, mean, std), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
             ax.set_xticks([])

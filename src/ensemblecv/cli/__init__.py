@@ -15,6 +15,7 @@ import typer
 from ..errors import EnsembleCVError
 from . import _console
 from .data_commands import register as _register_data
+from .augment_preview import register as _register_augment_preview
 from .demo import register as _register_demo
 from .train_command import register as _register_train
 
@@ -27,6 +28,7 @@ app = typer.Typer(
 )
 _register_data(app)
 _register_train(app)
+_register_augment_preview(app)
 _register_demo(app)
 
 

@@ -38,9 +38,12 @@ def freeze(model: nn.Module, spec: int | Sequence[str]) -> list[str]:
     """
     if isinstance(spec, bool) or not isinstance(spec, (int, list, tuple)):
         raise ConfigError(
-            f"model.freeze must be a number of parameter groups or a list of name patterns, not {spec!r}."
+            "model.freeze must be a number of parameter groups or a list of name patterns, "
+            f"not {spec!r}."
         )
-    names = _names_by_count(model, spec) if isinstance(spec, int) else _names_by_patterns(model, spec)
+    names = (
+        _names_by_count(model, spec) if isinstance(spec, int) else _names_by_patterns(model, spec)
+    )
     frozen = set(names)
     for name, param in model.named_parameters():
         if name in frozen:
@@ -99,8 +102,9 @@ def _names_by_count(model: nn.Module, count: int) -> list[str]:
     if count > len(groups):
         summary = [f"{i + 1}: {g[0]} ... ({len(g)} tensors)" for i, g in enumerate(groups)]
         raise ConfigError(
-            f"model.freeze={count}, but {type(model).__name__} has only {len(groups)} parameter groups "
-            f"before the head (freeze: {len(groups)} trains only the head):\n{format_list(summary, 20)}"
+            f"model.freeze={count}, but {type(model).__name__} has only {len(groups)} parameter "
+            f"groups before the head (freeze: {len(groups)} trains only the head):\n"
+            + format_list(summary, 20)
         )
     return [name for group in groups[:count] for name in group]
 
@@ -111,7 +115,11 @@ def _names_by_patterns(model: nn.Module, patterns: Sequence[str]) -> list[str]:
     for pattern in patterns:
         if not isinstance(pattern, str) or not pattern:
             raise ConfigError(f"model.freeze patterns must be non-empty strings, not {pattern!r}.")
-        hits = {n for n in all_names if fnmatch.fnmatchcase(n, pattern) or fnmatch.fnmatchcase(n, pattern + ".*")}
+        hits = {
+            n
+            for n in all_names
+            if fnmatch.fnmatchcase(n, pattern) or fnmatch.fnmatchcase(n, pattern + ".*")
+        }
         if not hits:
             raise ConfigError(
                 f"model.freeze pattern {pattern!r} matches no parameter of {type(model).__name__}. "
@@ -144,7 +152,9 @@ def apply_batchnorm_policy(model: nn.Module, policy: str) -> list[str]:
     LayerNorm/GroupNorm have no running statistics.
     """
     if policy not in BATCHNORM_POLICIES:
-        raise ConfigError(f"Unknown batchnorm policy {policy!r}; choose one of {', '.join(BATCHNORM_POLICIES)}.")
+        raise ConfigError(
+            f"Unknown batchnorm policy {policy!r}; choose one of {', '.join(BATCHNORM_POLICIES)}."
+        )
     layers = [(n, m) for n, m in model.named_modules() if isinstance(m, _BatchNorm)]
     if policy == "train":
         return []

@@ -34,7 +34,7 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
     # Neutral 0.5/0.5 normalisation: these models train from scratch, so the
     # usual choice is data.normalize: dataset; the entrypoint widens mean/std
     # to the requested number of channels.
-    return dict(
+    cfg = dict(
         url="",
         num_classes=10,
         input_size=(1, 28, 28),
@@ -45,8 +45,8 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
         std=(0.5,),
         first_conv="stages.0.conv",
         classifier="head.fc",
-        **kwargs,
     )
+    return {**cfg, **kwargs}
 
 
 #: Read by ``timm.models.register_model`` when each entrypoint below is decorated.
@@ -86,7 +86,9 @@ class _TimmApi(nn.Module):
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         if enable:
-            raise NotImplementedError(f"{type(self).__name__} is too small for gradient checkpointing")
+            raise NotImplementedError(
+                f"{type(self).__name__} is too small for gradient checkpointing"
+            )
 
     def get_classifier(self) -> nn.Module:
         return self.head.fc
@@ -108,7 +110,9 @@ class _TimmApi(nn.Module):
 class _MnistHead(nn.Module):
     """pool to 7×7 → flatten → [dropout drop_rate] → Linear(·,128) → ReLU → Dropout(0.5) → fc."""
 
-    def __init__(self, in_chs: int, num_classes: int, pool_type: str, drop_rate: float, hidden: int = 128):
+    def __init__(
+        self, in_chs: int, num_classes: int, pool_type: str, drop_rate: float, hidden: int = 128
+    ):
         super().__init__()
         self.hidden = hidden
         self.global_pool = self._pool(pool_type)
@@ -128,7 +132,9 @@ class _MnistHead(nn.Module):
             return nn.AdaptiveAvgPool2d((7, 7))
         if pool_type == "max":
             return nn.AdaptiveMaxPool2d((7, 7))
-        raise ValueError(f"mnist_cnn supports global_pool 'avg' or 'max' (to 7×7), not {pool_type!r}")
+        raise ValueError(
+            f"mnist_cnn supports global_pool 'avg' or 'max' (to 7×7), not {pool_type!r}"
+        )
 
     def reset(self, num_classes: int, pool_type: str | None = None) -> None:
         if pool_type is not None:
@@ -199,7 +205,9 @@ class CnnSmall(_TimmApi):
         self.stem = nn.Identity()
         stages, prev = [], in_chans
         for width in widths:
-            stages.append(nn.Sequential(ConvBnAct(prev, width), ConvBnAct(width, width), nn.MaxPool2d(2)))
+            stages.append(
+                nn.Sequential(ConvBnAct(prev, width), ConvBnAct(width, width), nn.MaxPool2d(2))
+            )
             prev = width
         self.stages = nn.Sequential(*stages)
         self.num_features = self.head_hidden_size = prev
@@ -252,7 +260,7 @@ class ResNetMini(_TimmApi):
         self.stem = ConvBnAct(in_chans, widths[0])
         rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         stages, prev = [], widths[0]
-        for i, (width, depth) in enumerate(zip(widths, depths)):
+        for i, (width, depth) in enumerate(zip(widths, depths, strict=True)):
             blocks = []
             for j in range(depth):
                 stride = 2 if i > 0 and j == 0 else 1
@@ -272,7 +280,9 @@ def _create(variant: str, model_cls: type[nn.Module], pretrained: bool, **kwargs
     overlay.setdefault("input_size", (chans, 28, 28))
     overlay.setdefault("mean", (0.5,) * chans)
     overlay.setdefault("std", (0.5,) * chans)
-    return build_model_with_cfg(model_cls, variant, pretrained, pretrained_cfg_overlay=overlay, **kwargs)
+    return build_model_with_cfg(
+        model_cls, variant, pretrained, pretrained_cfg_overlay=overlay, **kwargs
+    )
 
 
 @register_model

@@ -44,7 +44,8 @@ class HistoryWriter(pl.Callback):
         self.rows: list[dict] = []
         self._start = 0.0
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # on_train_start runs after a checkpoint is restored, so current_epoch is the resumed one.
         if self.path.is_file():
             old = pd.read_csv(self.path)
             self.rows = old[old["epoch"] < trainer.current_epoch].to_dict("records")

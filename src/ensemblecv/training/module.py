@@ -51,10 +51,12 @@ class ClassifierModule(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def on_train_epoch_start(self) -> None:
-        # Re-seeding at each epoch start makes epoch e identical whether or not
-        # the process was restarted from the checkpoint of epoch e-1.
-        seed = mix_seed(self.cfg.train.seed, self.current_epoch, 2)
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # Seeding every batch from (seed, epoch, batch) makes a resumed run
+        # identical to an uninterrupted one: Lightning draws from the global RNG
+        # (e.g. creating DataLoader iterators) at different moments when it
+        # restarts from a checkpoint, so an epoch-level seed is not enough.
+        seed = mix_seed(self.cfg.train.seed, self.current_epoch, batch_idx, 2)
         torch.manual_seed(seed)
         self._mix_generator = torch.Generator().manual_seed(seed)
 

@@ -10,6 +10,7 @@ unfinished and can be resumed.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -56,9 +57,18 @@ def _check_run_dir(run_dir: Path, config: ExperimentConfig) -> None:
     atomic_write_text(path, text)
 
 
+def _quiet_lightning() -> None:
+    """Lightning's INFO lines (GPU available, tips) drown the progress bars; keep warnings."""
+    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+
+
 def train(config: ExperimentConfig, folds: list[int] | None = None, resume: bool = False,
           progress: bool = True) -> list[FoldResult]:
     """Train ``config`` on the listed folds (default: all, plus ``full`` if refit_full)."""
+    _quiet_lightning()
     inputs = prepare_inputs(config, progress=progress)
     n_folds = int(inputs.folds["fold"].max()) + 1
     todo: list[int | str] = list(range(n_folds)) if folds is None else list(folds)
@@ -115,7 +125,7 @@ def _trainer(config: ExperimentConfig, fold_dir: Path, callbacks: list, logger, 
         enable_progress_bar=any(type(c).__name__ == "RichProgressBar" for c in callbacks),
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        limit_val_batches=1.0 if has_val else 0,
+        **({} if has_val else {"limit_val_batches": 0}),
         deterministic="warn",
         log_every_n_steps=10,
         **extra,

@@ -1,0 +1,23 @@
+"""Models: any timm architecture by name, plus built-in small CNNs for 28–64 px images.
+
+Importing this package registers the built-ins (``mnist_cnn``, ``cnn_small``,
+``resnet_mini``) in timm's registry, so one name space serves ``model.name``.
+"""
+
+from . import small_cnns  # noqa: F401  (registers the built-in CNNs with timm)
+from .factory import LoadReport, create_model, describe_model, list_models, load_weights
+from .freeze import BATCHNORM_POLICIES, apply_batchnorm_policy, freezable_groups, freeze
+from .small_cnns import BUILTIN_MODELS
+
+__all__ = [
+    "BATCHNORM_POLICIES",
+    "BUILTIN_MODELS",
+    "LoadReport",
+    "apply_batchnorm_policy",
+    "create_model",
+    "describe_model",
+    "freezable_groups",
+    "freeze",
+    "list_models",
+    "load_weights",
+]

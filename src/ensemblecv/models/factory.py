@@ -1,0 +1,372 @@
+"""One factory from ``model:`` config to a ready ``nn.Module``.
+
+Any name in timm's registry works — timm's ~1,300 architectures and the
+built-in small CNNs, which register there (``small_cnns``). Weights come from
+the hub (``pretrained: true``) or a local file (``pretrained: PATH``); a local
+file is the offline route, so every hub failure says how to use one.
+
+Local files are read without executing code (safetensors, or ``torch.load``
+with ``weights_only=True``) and adapted to the model: training wrappers are
+unwrapped, the first conv follows ``in_chans`` and tensors whose shapes differ
+(a head for another number of classes) are dropped — always reported, never
+silently.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from timm.models import adapt_input_conv, get_pretrained_cfg, parse_model_name, split_model_name_tag
+from torch import nn
+
+from ..config import ModelConfig
+from ..errors import ConfigError, format_list
+from .freeze import apply_batchnorm_policy, freeze
+from .small_cnns import BUILTIN_MODELS
+
+_OFFLINE_HINT = (
+    "To work offline, download the weights once where there is a network and set "
+    "model.pretrained to a local file: pretrained: /path/to/weights.safetensors (or .pth)."
+)
+#: Keys under which training frameworks nest the weights in a checkpoint.
+_CONTAINER_KEYS = (
+    "state_dict",
+    "model_state_dict",
+    "model",
+    "module",
+    "state_dict_ema",
+    "model_ema",
+)
+
+
+def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
+    """Names ``model.name`` accepts that match ``pattern`` (fnmatch), built-ins included.
+
+    ``pretrained=True`` lists ``arch.tag`` names that have hub weights.
+    """
+    return timm.list_models(pattern, pretrained=pretrained)
+
+
+def describe_model(model: nn.Module) -> dict[str, int]:
+    """Parameter counts: ``params`` (all) and ``trainable_params`` (``requires_grad``)."""
+    params = list(model.parameters())
+    return dict(
+        params=sum(p.numel() for p in params),
+        trainable_params=sum(p.numel() for p in params if p.requires_grad),
+    )
+
+
+def create_model(cfg: ModelConfig, num_classes: int, in_chans: int) -> nn.Module:
+    """Build ``cfg.name`` for ``num_classes`` outputs and ``in_chans`` (1 or 3) input channels.
+
+    Passes ``drop_rate`` (dropout before the classifier), ``drop_path_rate``
+    (stochastic depth; skipped with a warning where the architecture has none)
+    and ``global_pool`` to the model; loads ``cfg.pretrained`` weights; then
+    applies ``cfg.freeze`` and ``cfg.batchnorm`` (both idempotent, so callers
+    may apply them again — the BatchNorm policy must be, after each ``train()``).
+
+    Raises ConfigError for an unknown name (with close matches), hub weights
+    that cannot be fetched (with the offline alternative) and unusable files.
+    """
+    source = _pretrained_source(cfg.pretrained)
+    _check_name(cfg.name, hub=source is True)
+    kwargs: dict[str, Any] = dict(
+        num_classes=num_classes, in_chans=in_chans, drop_rate=cfg.drop_rate
+    )
+    if cfg.drop_path_rate > 0:
+        kwargs["drop_path_rate"] = cfg.drop_path_rate
+    if cfg.global_pool is not None:
+        kwargs["global_pool"] = cfg.global_pool
+    try:
+        model = _build(cfg.name, source is True, kwargs)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        error = _build_error(cfg, exc, hub=source is True or ":" in cfg.name)
+        if error is None:
+            raise
+        raise error from exc
+    if isinstance(source, Path):
+        load_weights(model, source)
+    if cfg.freeze:
+        freeze(model, cfg.freeze)
+    touched = apply_batchnorm_policy(model, cfg.batchnorm)
+    if cfg.batchnorm != "train" and not touched:
+        warnings.warn(
+            f"model.batchnorm={cfg.batchnorm!r} has no effect: {cfg.name} has no BatchNorm layers "
+            "(it normalises with LayerNorm/GroupNorm, which keep no running statistics).",
+            stacklevel=2,
+        )
+    return model
+
+
+def _pretrained_source(value: bool | str) -> bool | Path:
+    """True (hub), False (random init) or the Path of a weights file."""
+    if isinstance(value, bool):
+        return value
+    text = value.strip()
+    # A command-line override may arrive as the string "true"; nobody names a weights file that.
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if not text:
+        raise ConfigError(
+            "model.pretrained is an empty string; use true, false or a path to weights."
+        )
+    return Path(text).expanduser()
+
+
+def _check_name(name: str, hub: bool) -> None:
+    try:
+        source, model_id = parse_model_name(name)
+    except ValueError as exc:
+        raise ConfigError(
+            f"model.name {name!r}: {exc} To start from a weights file, keep a model name in "
+            "model.name and set model.pretrained: /path/to/weights.safetensors (or .pth)."
+        ) from None
+    if source:  # hf-hub:/local-dir: names are resolved (and reported) by timm itself
+        return
+    arch, tag = split_model_name_tag(model_id)
+    if not timm.is_model(arch):
+        raise ConfigError(_unknown_model_message(arch))
+    try:
+        pretrained_cfg = get_pretrained_cfg(model_id, allow_unregistered=False)
+    except RuntimeError:
+        pretrained_cfg = None
+    if tag and pretrained_cfg is None:
+        tags = timm.list_pretrained(f"{arch}.*")
+        raise ConfigError(
+            f"Unknown weights tag {tag!r} for {arch}. Known tags:\n{format_list(tags, 15)}"
+            if tags
+            else f"{arch} has no tagged weights; drop the '.{tag}' suffix from model.name."
+        )
+    if hub and not (pretrained_cfg is not None and pretrained_cfg.has_weights):
+        with_weights = timm.list_pretrained(f"{arch}.*")
+        raise ConfigError(
+            f"{name} has no pretrained weights to download"
+            + (f" (weights exist for: {', '.join(with_weights[:5])})" if with_weights else "")
+            + ". Use pretrained: false to train from scratch, or "
+            "pretrained: /path/to/weights.safetensors (or .pth) for your own weights."
+        )
+
+
+def _unknown_model_message(name: str) -> str:
+    names = timm.list_models()
+    close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
+    msg = f"Unknown model {name!r}."
+    if close:
+        msg += f" Did you mean {', '.join(close)}?"
+    return msg + (
+        f" Built-in small CNNs: {', '.join(BUILTIN_MODELS)}; any of timm's {len(names)} models "
+        "also works (list them with ensemblecv.models.list_models('*pattern*'))."
+    )
+
+
+def _build(name: str, pretrained: bool, kwargs: dict[str, Any]) -> nn.Module:
+    try:
+        return timm.create_model(name, pretrained=pretrained, **kwargs)
+    except TypeError as exc:
+        if "drop_path_rate" not in kwargs or "drop_path_rate" not in str(exc):
+            raise
+    warnings.warn(
+        f"{name} does not support stochastic depth; "
+        f"model.drop_path_rate={kwargs['drop_path_rate']} is ignored.",
+        stacklevel=3,
+    )
+    rest = {k: v for k, v in kwargs.items() if k != "drop_path_rate"}
+    return timm.create_model(name, pretrained=pretrained, **rest)
+
+
+def _build_error(cfg: ModelConfig, exc: Exception, hub: bool) -> ConfigError | None:
+    """Turn a failure of timm.create_model into a user-facing error, or None if it is a bug."""
+    text = _one_line(exc)
+    if cfg.global_pool is not None and "pool" in str(exc).lower():
+        return ConfigError(
+            f"model.global_pool={cfg.global_pool!r} is not supported by {cfg.name} ({text}). "
+            "CNN heads accept avg, max, avgmax, catavgmax; transformers e.g. token, avg, map."
+        )
+    if cfg.global_pool is not None and isinstance(exc, TypeError) and "global_pool" in str(exc):
+        return ConfigError(
+            f"{cfg.name} has no pooling head, so model.global_pool cannot be set ({text})."
+        )
+    if hub:
+        return ConfigError(
+            f"Could not get pretrained weights for {cfg.name} from the Hugging Face hub ({text}). "
+            + _OFFLINE_HINT
+        )
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_weights` did with a weights file (tensor names are the model's)."""
+
+    path: Path
+    loaded: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # in the file, but shaped for another model
+    missing: list[str] = field(default_factory=list)  # in the model, left at their initial values
+    unexpected: list[str] = field(default_factory=list)  # in the file, unknown to the model
+    adapted: list[str] = field(default_factory=list)  # first-conv weights converted to in_chans
+
+
+def load_weights(model: nn.Module, path: str | Path) -> LoadReport:
+    """Load a local weights file into ``model`` (non-strict) and warn about what did not fit.
+
+    Accepts a bare state dict or the usual containers (``state_dict``,
+    ``model``, ``model_state_dict``; Lightning's ``model.`` and DDP's
+    ``module.`` prefixes). The first conv is converted when the channel count
+    differs (summed for 1 channel, repeated and rescaled for more); tensors of
+    another shape — typically a classifier for another number of classes — are
+    dropped and keep their fresh initialisation. Raises ConfigError when the
+    file is missing or unreadable, or when under half of the model's tensors
+    load (the file is for another architecture).
+    """
+    path = Path(path).expanduser()
+    state = _unwrap(_read_state_dict(path), path)
+    target = model.state_dict()
+    state = _strip_prefix(state, set(target))
+    report = LoadReport(path=path)
+    report.adapted = _adapt_first_conv(model, state, target)
+    fitting, dropped = {}, set()
+    for key, tensor in state.items():
+        if key not in target:
+            report.unexpected.append(key)
+        elif tensor.shape != target[key].shape:
+            dropped.add(key)
+            report.dropped.append(f"{key} {tuple(tensor.shape)} -> {tuple(target[key].shape)}")
+        else:
+            fitting[key] = tensor
+    if len(fitting) < len(target) / 2:
+        raise ConfigError(
+            f"Weights in {path} do not fit {type(model).__name__}: only {len(fitting)} of its "
+            f"{len(target)} tensors match by name and shape. File keys look like:\n"
+            f"{format_list(sorted(state), 5)}\nmodel keys like:\n{format_list(sorted(target), 5)}"
+        )
+    result = model.load_state_dict(fitting, strict=False)
+    report.loaded = sorted(fitting)
+    report.missing = [k for k in result.missing_keys if k not in dropped]
+    _warn_load_report(report)
+    return report
+
+
+def _read_state_dict(path: Path) -> Any:
+    if not path.is_file():
+        raise ConfigError(
+            f"model.pretrained: weights file {str(path)!r} does not exist"
+            + (" (it is a folder)" if path.is_dir() else "")
+            + ". Give the path of a .safetensors or .pth file, or true for hub weights."
+        )
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        # weights_only: a checkpoint is data; unpickling arbitrary objects would run code.
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ConfigError(
+            f"Cannot read weights from {path} ({_one_line(exc)}). Files are loaded safely "
+            "(safetensors, or torch.load(weights_only=True)); if the checkpoint holds custom "
+            "objects, re-save just the tensors: torch.save(model.state_dict(), 'weights.pth')."
+        ) from exc
+
+
+def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    """Descend into checkpoint containers until a flat name → tensor mapping is found."""
+    for _ in range(4):  # e.g. {'model': {'state_dict': {...}}}; bounded so cycles cannot loop
+        if not isinstance(obj, dict):
+            break
+        tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        if tensors and len(tensors) >= len(obj) / 2:
+            return tensors
+        inner = next((obj[k] for k in _CONTAINER_KEYS if isinstance(obj.get(k), dict)), None)
+        if inner is None:
+            break
+        obj = inner
+    keys = list(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
+    raise ConfigError(
+        f"{path} holds no state dict (found {keys}); expected tensors by name, or a checkpoint "
+        f"with one of {', '.join(_CONTAINER_KEYS)}."
+    )
+
+
+def _strip_prefix(state: dict[str, torch.Tensor], model_keys: set[str]) -> dict[str, torch.Tensor]:
+    """Remove the wrapper prefix ('model.', 'module.', 'model.module.', ...) that most keys share.
+
+    The prefix is whatever, cut at a dot, turns the most file keys into model keys.
+    """
+    votes: Counter[str] = Counter()
+    for key in state:
+        starts = [0] + [i + 1 for i, ch in enumerate(key) if ch == "."]
+        for start in starts:
+            if key[start:] in model_keys:
+                votes[key[:start]] += 1
+                break
+    if not votes:
+        return state
+    prefix = votes.most_common(1)[0][0]
+    if not prefix:
+        return state
+    return {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in state.items()}
+
+
+def _first_conv_keys(model: nn.Module, target: dict[str, torch.Tensor]) -> list[str]:
+    names = (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
+    if isinstance(names, str):
+        names = [names]
+    keys = [f"{n}.weight" for n in names or () if f"{n}.weight" in target]
+    if keys:
+        return keys
+    return next(([k] for k, v in target.items() if k.endswith("weight") and v.ndim == 4), [])
+
+
+def _adapt_first_conv(model: nn.Module, state: dict, target: dict) -> list[str]:
+    adapted = []
+    for key in _first_conv_keys(model, target):
+        src, want = state.get(key), target[key]
+        if (
+            src is None
+            or src.ndim != 4
+            or src.shape[1] == want.shape[1]
+            or src.shape[0] != want.shape[0]
+        ):
+            continue
+        try:
+            state[key] = adapt_input_conv(want.shape[1], src, base_chans=src.shape[1])
+        except (NotImplementedError, ValueError, AssertionError):
+            continue  # left mismatched: dropped and reported with the rest
+        adapted.append(f"{key} {src.shape[1]} -> {want.shape[1]} channels")
+    return adapted
+
+
+def _warn_load_report(report: LoadReport) -> None:
+    notes = []
+    if report.adapted:
+        notes.append("converted first conv:\n" + format_list(report.adapted))
+    if report.dropped:
+        notes.append(
+            "dropped (shape differs, e.g. a head for another class count):\n"
+            + format_list(report.dropped)
+        )
+    if report.missing:
+        notes.append("not in the file, left freshly initialised:\n" + format_list(report.missing))
+    if report.unexpected:
+        notes.append(
+            "in the file but not in the model, ignored:\n" + format_list(report.unexpected)
+        )
+    if notes:
+        warnings.warn(
+            f"Loaded {len(report.loaded)} tensors from {report.path}; " + "\n".join(notes),
+            stacklevel=3,
+        )

@@ -1,0 +1,294 @@
+"""Training engine: fold runs, stored predictions, resume, losses, optimizers, schedules, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ensemblecv.config import TrainConfig, load_config, validate_config
+from ensemblecv.errors import ConfigError
+from ensemblecv.training import FocalLoss, SoftCrossEntropy, build_loss, list_losses, train
+from ensemblecv.training.optim import build_optimizer, build_scheduler
+
+
+def _bars(kind: int, rng: np.random.Generator, size: int = 16) -> np.ndarray:
+    """Class 0: horizontal bars, 1: vertical bars, 2: a filled square — learnable in an epoch."""
+    img = np.full((size, size), 255, np.uint8)
+    off = int(rng.integers(0, 3))
+    if kind == 0:
+        img[off::4, :] = 0
+    elif kind == 1:
+        img[:, off::4] = 0
+    else:
+        img[4 + off : 12 - off, 4:12] = 0
+    noise = rng.integers(0, 30, img.shape, dtype=np.uint8)
+    return np.clip(img.astype(int) - noise, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def bars_dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bars")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 16), ("test", 4)):
+        for c, name in enumerate(["horizontal", "vertical", "square"]):
+            d = root / split / name
+            d.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(_bars(c, rng)).save(d / f"{i}.png")
+    return root
+
+
+def _config(ds: Path, ws: Path, *overrides: str):
+    base = {
+        "workspace": str(ws),
+        "data": {"train": str(ds / "train"), "test": str(ds / "test"), "image_size": 16, "channels": 1,
+                 "folds": 2, "num_workers": 0},
+        "model": {"name": "mnist_cnn"},
+        "train": {"epochs": 1, "batch_size": 16, "lr": 0.003},
+        "augment": {"preset": "none"},
+        "tracking": "none",
+    }
+    return load_config(None, list(overrides), base=base)
+
+
+def test_oof_covers_every_sample_once_and_rows_sum_to_one(bars_dataset, tmp_path):
+    cfg = _config(bars_dataset, tmp_path / "ws")
+    results = train(cfg, progress=False)
+    assert [r.status for r in results] == ["done", "done"]
+    run = tmp_path / "ws" / "runs" / "mnist_cnn"
+    ids, folds = [], pd.read_parquet(tmp_path / "ws" / "folds.parquet")
+    for k in (0, 1):
+        probs = np.load(run / f"fold_{k}" / "oof_probs.npy")
+        samples = pd.read_parquet(run / f"fold_{k}" / "oof_samples.parquet")
+        assert probs.shape == (len(samples), 3)
+        np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+        expected = set(folds.loc[folds["fold"] == k, "sample_id"])
+        assert set(samples["sample_id"]) == expected
+        ids += samples["sample_id"].tolist()
+        test = np.load(run / f"fold_{k}" / "test_probs.npy")
+        assert test.shape == (12, 3)
+        history = pd.read_csv(run / f"fold_{k}" / "history.csv")
+        assert list(history.columns[:5]) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
+        assert (run / f"fold_{k}" / "best.ckpt").is_file() and (run / f"fold_{k}" / "last.ckpt").is_file()
+    assert sorted(ids) == sorted(folds["sample_id"])  # each training sample exactly once
+    assert (run / "config.yaml").read_text().startswith("workspace:")
+    # A second call skips finished folds instead of training again.
+    again = train(cfg, progress=False)
+    assert all(r.status.startswith("skipped") for r in again)
+
+
+def test_same_seed_same_result_and_learning_happens(bars_dataset, tmp_path):
+    cfgs = [_config(bars_dataset, tmp_path / f"ws{i}", "train.epochs=3") for i in range(2)]
+    for cfg in cfgs:
+        train(cfg, folds=[0], progress=False)
+    a, b = (np.load(tmp_path / f"ws{i}/runs/mnist_cnn/fold_0/oof_probs.npy") for i in range(2))
+    np.testing.assert_array_equal(a, b)
+    targets = pd.read_parquet(tmp_path / "ws0/runs/mnist_cnn/fold_0/oof_samples.parquet")["target"]
+    assert (a.argmax(1) == targets.to_numpy()).mean() > 0.6
+
+
+def test_resume_after_sigkill_reproduces_uninterrupted_run(bars_dataset, tmp_path):
+    """Kill a real training process after its first epoch checkpoint, resume, compare."""
+    overrides = ["train.epochs=4", "augment.preset=light", "train.scheduler=cosine"]
+    reference = _config(bars_dataset, tmp_path / "ref", *overrides)
+    train(reference, folds=[0], progress=False)
+    ws = tmp_path / "killed"
+    cfg = _config(bars_dataset, ws, *overrides)
+    cfg_path = tmp_path / "cfg.yaml"
+    from ensemblecv.config import to_yaml
+
+    cfg_path.write_text(to_yaml(cfg))
+    cmd = [sys.executable, "-m", "ensemblecv", "train", str(cfg_path), "--folds", "0", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    history = ws / "runs" / "mnist_cnn" / "fold_0" / "history.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if history.is_file() and len(pd.read_csv(history)) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be killed; make it longer"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (history.parent / "done.json").exists()
+    train(cfg, folds=[0], resume=True, progress=False)
+    a = np.load(tmp_path / "ref/runs/mnist_cnn/fold_0/oof_probs.npy")
+    b = np.load(history.parent / "oof_probs.npy")
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    h = pd.read_csv(history)
+    assert h["epoch"].tolist() == [0, 1, 2, 3]  # no epoch twice after resume
+
+
+def test_refit_full_and_bn_freeze_stats(bars_dataset, tmp_path):
+    cfg = _config(bars_dataset, tmp_path / "ws", "train.refit_full=true", "model.batchnorm=freeze_stats",
+                  "name=frozen_bn")
+    results = train(cfg, progress=False)
+    assert [r.fold for r in results] == ["0", "1", "full"]
+    full = tmp_path / "ws/runs/frozen_bn/full"
+    assert (full / "test_probs.npy").is_file() and not (full / "oof_probs.npy").exists()
+    state = torch.load(full / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    means = [v for k, v in state.items() if k.endswith("running_mean")]
+    assert means and all(torch.equal(m, torch.zeros_like(m)) for m in means)
+
+
+def test_same_run_name_with_other_config_is_refused(bars_dataset, tmp_path):
+    train(_config(bars_dataset, tmp_path / "ws"), folds=[0], progress=False)
+    with pytest.raises(ConfigError, match="different config"):
+        train(_config(bars_dataset, tmp_path / "ws", "train.lr=0.1"), folds=[0], progress=False)
+
+
+def test_nan_loss_stops_with_message_and_keeps_best(bars_dataset, tmp_path, monkeypatch):
+    import ensemblecv.training.module as module
+
+    real = module.build_loss
+
+    def exploding(cfg):
+        loss = real(cfg)
+        calls = {"n": 0}
+
+        def fn(logits, target):
+            calls["n"] += 1
+            value = loss(logits, target)
+            return value * float("nan") if calls["n"] > 2 else value  # 2 batches = epoch 0
+
+        return fn
+
+    monkeypatch.setattr(module, "build_loss", exploding)
+    cfg = _config(bars_dataset, tmp_path / "ws", "train.epochs=3")
+    with pytest.raises(module.NonFiniteLossError, match="loss became nan at epoch 1"):
+        train(cfg, folds=[0], progress=False)
+    fold = tmp_path / "ws/runs/mnist_cnn/fold_0"
+    assert (fold / "best.ckpt").is_file() and not (fold / "done.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.name=resnet5", "Unknown model 'resnet5'"),
+        ("model.pretrained=/nonexistent/weights.pth", "/nonexistent/weights.pth"),
+        ("train.optimizer=lion", "train.optimizer"),
+        ("data.folds=1", "data.folds"),
+    ],
+)
+def test_bad_config_gives_clear_error(bars_dataset, tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        train(_config(bars_dataset, tmp_path / "ws", override), progress=False)
+
+
+def test_pretrained_true_offline_explains_local_weights(bars_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = _config(bars_dataset, tmp_path / "ws", "model.name=resnet18", "model.pretrained=true")
+    with pytest.raises(ConfigError, match="pretrained: /path"):
+        train(cfg, folds=[0], progress=False)
+
+
+def test_mlflow_tracking_records_run(bars_dataset, tmp_path):
+    mlflow = pytest.importorskip("mlflow")
+    cfg = _config(bars_dataset, tmp_path / "ws", "tracking.backend=mlflow", "tracking.experiment=bars")
+    train(cfg, folds=[0], progress=False)
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'ws' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("bars")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.data.params["model.name"] == "mnist_cnn"
+    assert "val_loss" in run.data.metrics and "train_loss" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "history.csv"} <= artifacts
+
+
+# --- losses, optimizers, schedules (unit level) -------------------------------------------
+
+
+def test_focal_with_gamma_zero_is_cross_entropy_and_down_weights_easy_examples():
+    logits = torch.randn(32, 5, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 5, (32,), generator=torch.Generator().manual_seed(1))
+    ce = F.cross_entropy(logits, y)
+    assert torch.allclose(FocalLoss(gamma=0.0)(logits, y), ce, atol=1e-6)
+    p_t = F.softmax(logits, 1)[torch.arange(32), y]
+    expected = (-(1 - p_t) ** 2 * torch.log(p_t)).mean() * 0.25
+    assert torch.allclose(FocalLoss(gamma=2.0, alpha=0.25)(logits, y), expected, atol=1e-6)
+    assert FocalLoss(gamma=2.0)(logits, y) < ce
+
+
+def test_label_smoothing_matches_pytorch_and_soft_targets():
+    logits = torch.randn(16, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 4, (16,), generator=torch.Generator().manual_seed(1))
+    smooth = SoftCrossEntropy(0.1)
+    assert torch.allclose(smooth(logits, y), F.cross_entropy(logits, y, label_smoothing=0.1), atol=1e-6)
+    one_hot = F.one_hot(y, 4).float()
+    assert torch.allclose(smooth(logits, one_hot), smooth(logits, y), atol=1e-6)
+    assert smooth(logits, y) != SoftCrossEntropy(0.0)(logits, y)
+
+
+@pytest.mark.parametrize("name", list_losses())
+def test_every_loss_builds_and_backpropagates(name):
+    loss = build_loss(TrainConfig(loss=name, label_smoothing=0.1))
+    logits = torch.randn(8, 3, requires_grad=True)
+    value = loss(logits, torch.randint(0, 3, (8,)))
+    value.backward()
+    assert torch.isfinite(value) and logits.grad is not None
+    soft = F.softmax(torch.randn(8, 3), 1)  # CutMix/MixUp targets
+    assert torch.isfinite(loss(logits, soft))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+@pytest.mark.parametrize("scheduler", ["none", "step", "multistep", "cosine", "onecycle", "plateau"])
+def test_every_optimizer_and_schedule_steps(optimizer, scheduler):
+    model = torch.nn.Linear(4, 2)
+    cfg = TrainConfig(optimizer=optimizer, scheduler=scheduler, lr=0.1, epochs=3, milestones=[1],
+                      step_size=1, warmup_epochs=1, weight_decay=0.01, nesterov=True)
+    opt = build_optimizer(model, cfg)
+    sched = build_scheduler(opt, cfg, steps_per_epoch=2)
+    lrs = []
+    for _ in range(6):
+        opt.zero_grad()
+        model(torch.randn(3, 4)).sum().backward()
+        opt.step()
+        if sched and sched["interval"] == "step":
+            sched["scheduler"].step()
+        elif sched:
+            sched["scheduler"].step(1.0)  # constant val_loss → plateau decays
+        lrs.append(opt.param_groups[0]["lr"])
+    if scheduler == "none":
+        assert lrs == [0.1] * 6
+    else:
+        assert len(set(np.round(lrs, 8))) > 1, f"{scheduler} never changed the learning rate"
+
+
+def test_weight_decay_skips_biases():
+    model = torch.nn.Linear(4, 2)
+    opt = build_optimizer(model, TrainConfig(weight_decay=0.05))
+    decays = {tuple(p.shape): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    assert decays == {(2, 4): 0.05, (2,): 0.0}
+
+
+def test_config_rejects_unknown_loss():
+    with pytest.raises(ConfigError, match="train.loss"):
+        validate_config({"data": {"train": "digits"}, "train": {"loss": "hinge"}})
+
+
+def test_cli_train_prints_results(bars_dataset, tmp_path):
+    from typer.testing import CliRunner
+
+    from ensemblecv.cli import app
+    from ensemblecv.config import to_yaml
+
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(to_yaml(_config(bars_dataset, tmp_path / "ws")))
+    result = CliRunner().invoke(app, ["train", str(cfg_path), "train.epochs=1", "--folds", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "Results" in result.output and "done" in result.output
+    done = json.loads((tmp_path / "ws/runs/mnist_cnn/fold_1/done.json").read_text())
+    assert done["status"] == "done" and 0 <= done["val_acc"] <= 1
