@@ -53,8 +53,14 @@ def bars_dataset(tmp_path_factory) -> Path:
 def _config(ds: Path, ws: Path, *overrides: str):
     base = {
         "workspace": str(ws),
-        "data": {"train": str(ds / "train"), "test": str(ds / "test"), "image_size": 16, "channels": 1,
-                 "folds": 2, "num_workers": 0},
+        "data": {
+            "train": str(ds / "train"),
+            "test": str(ds / "test"),
+            "image_size": 16,
+            "channels": 1,
+            "folds": 2,
+            "num_workers": 0,
+        },
         "model": {"name": "mnist_cnn"},
         "train": {"epochs": 1, "batch_size": 16, "lr": 0.003},
         "augment": {"preset": "none"},
@@ -80,8 +86,16 @@ def test_oof_covers_every_sample_once_and_rows_sum_to_one(bars_dataset, tmp_path
         test = np.load(run / f"fold_{k}" / "test_probs.npy")
         assert test.shape == (12, 3)
         history = pd.read_csv(run / f"fold_{k}" / "history.csv")
-        assert list(history.columns[:5]) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
-        assert (run / f"fold_{k}" / "best.ckpt").is_file() and (run / f"fold_{k}" / "last.ckpt").is_file()
+        assert list(history.columns[:5]) == [
+            "epoch",
+            "train_loss",
+            "train_acc",
+            "val_loss",
+            "val_acc",
+        ]
+        assert (run / f"fold_{k}" / "best.ckpt").is_file() and (
+            run / f"fold_{k}" / "last.ckpt"
+        ).is_file()
     assert sorted(ids) == sorted(folds["sample_id"])  # each training sample exactly once
     assert (run / "config.yaml").read_text().startswith("workspace:")
     # A second call skips finished folds instead of training again.
@@ -110,8 +124,19 @@ def test_resume_after_sigkill_reproduces_uninterrupted_run(bars_dataset, tmp_pat
     from ensemblecv.config import to_yaml
 
     cfg_path.write_text(to_yaml(cfg))
-    cmd = [sys.executable, "-m", "ensemblecv", "train", str(cfg_path), "--folds", "0", "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "ensemblecv",
+        "train",
+        str(cfg_path),
+        "--folds",
+        "0",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     history = ws / "runs" / "mnist_cnn" / "fold_0" / "history.csv"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -131,8 +156,13 @@ def test_resume_after_sigkill_reproduces_uninterrupted_run(bars_dataset, tmp_pat
 
 
 def test_refit_full_and_bn_freeze_stats(bars_dataset, tmp_path):
-    cfg = _config(bars_dataset, tmp_path / "ws", "train.refit_full=true", "model.batchnorm=freeze_stats",
-                  "name=frozen_bn")
+    cfg = _config(
+        bars_dataset,
+        tmp_path / "ws",
+        "train.refit_full=true",
+        "model.batchnorm=freeze_stats",
+        "name=frozen_bn",
+    )
     results = train(cfg, progress=False)
     assert [r.fold for r in results] == ["0", "1", "full"]
     full = tmp_path / "ws/runs/frozen_bn/full"
@@ -195,7 +225,9 @@ def test_pretrained_true_offline_explains_local_weights(bars_dataset, tmp_path, 
 
 def test_mlflow_tracking_records_run(bars_dataset, tmp_path):
     mlflow = pytest.importorskip("mlflow")
-    cfg = _config(bars_dataset, tmp_path / "ws", "tracking.backend=mlflow", "tracking.experiment=bars")
+    cfg = _config(
+        bars_dataset, tmp_path / "ws", "tracking.backend=mlflow", "tracking.experiment=bars"
+    )
     train(cfg, folds=[0], progress=False)
     client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'ws' / 'mlflow.db'}")
     exp = client.get_experiment_by_name("bars")
@@ -217,7 +249,7 @@ def test_focal_with_gamma_zero_is_cross_entropy_and_down_weights_easy_examples()
     ce = F.cross_entropy(logits, y)
     assert torch.allclose(FocalLoss(gamma=0.0)(logits, y), ce, atol=1e-6)
     p_t = F.softmax(logits, 1)[torch.arange(32), y]
-    expected = (-(1 - p_t) ** 2 * torch.log(p_t)).mean() * 0.25
+    expected = (-((1 - p_t) ** 2) * torch.log(p_t)).mean() * 0.25
     assert torch.allclose(FocalLoss(gamma=2.0, alpha=0.25)(logits, y), expected, atol=1e-6)
     assert FocalLoss(gamma=2.0)(logits, y) < ce
 
@@ -226,7 +258,9 @@ def test_label_smoothing_matches_pytorch_and_soft_targets():
     logits = torch.randn(16, 4, generator=torch.Generator().manual_seed(0))
     y = torch.randint(0, 4, (16,), generator=torch.Generator().manual_seed(1))
     smooth = SoftCrossEntropy(0.1)
-    assert torch.allclose(smooth(logits, y), F.cross_entropy(logits, y, label_smoothing=0.1), atol=1e-6)
+    assert torch.allclose(
+        smooth(logits, y), F.cross_entropy(logits, y, label_smoothing=0.1), atol=1e-6
+    )
     one_hot = F.one_hot(y, 4).float()
     assert torch.allclose(smooth(logits, one_hot), smooth(logits, y), atol=1e-6)
     assert smooth(logits, y) != SoftCrossEntropy(0.0)(logits, y)
@@ -244,11 +278,22 @@ def test_every_loss_builds_and_backpropagates(name):
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
-@pytest.mark.parametrize("scheduler", ["none", "step", "multistep", "cosine", "onecycle", "plateau"])
+@pytest.mark.parametrize(
+    "scheduler", ["none", "step", "multistep", "cosine", "onecycle", "plateau"]
+)
 def test_every_optimizer_and_schedule_steps(optimizer, scheduler):
     model = torch.nn.Linear(4, 2)
-    cfg = TrainConfig(optimizer=optimizer, scheduler=scheduler, lr=0.1, epochs=3, milestones=[1],
-                      step_size=1, warmup_epochs=1, weight_decay=0.01, nesterov=True)
+    cfg = TrainConfig(
+        optimizer=optimizer,
+        scheduler=scheduler,
+        lr=0.1,
+        epochs=3,
+        milestones=[1],
+        step_size=1,
+        warmup_epochs=1,
+        weight_decay=0.01,
+        nesterov=True,
+    )
     opt = build_optimizer(model, cfg)
     sched = build_scheduler(opt, cfg, steps_per_epoch=2)
     lrs = []
@@ -287,7 +332,9 @@ def test_cli_train_prints_results(bars_dataset, tmp_path):
 
     cfg_path = tmp_path / "cfg.yaml"
     cfg_path.write_text(to_yaml(_config(bars_dataset, tmp_path / "ws")))
-    result = CliRunner().invoke(app, ["train", str(cfg_path), "train.epochs=1", "--folds", "1", "--no-progress"])
+    result = CliRunner().invoke(
+        app, ["train", str(cfg_path), "train.epochs=1", "--folds", "1", "--no-progress"]
+    )
     assert result.exit_code == 0, result.output
     assert "Results" in result.output and "done" in result.output
     done = json.loads((tmp_path / "ws/runs/mnist_cnn/fold_1/done.json").read_text())

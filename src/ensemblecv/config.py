@@ -57,17 +57,21 @@ class ModelConfig(_Strict):
     drop_path_rate: float = Field(0.0, ge=0, lt=1, description="stochastic depth (timm models)")
     global_pool: str | None = Field(None, description="timm head pooling, e.g. avg, max, avgmax")
     freeze: int | list[str] = Field(
-        0, description="freeze the first N parameter groups (stem, stages), or names matching patterns"
+        0,
+        description="freeze the first N parameter groups (stem, stages), or names matching patterns",
     )
     batchnorm: Literal["train", "freeze_stats", "freeze"] = Field(
-        "train", description="train | freeze_stats (running stats fixed) | freeze (stats and affine)"
+        "train",
+        description="train | freeze_stats (running stats fixed) | freeze (stats and affine)",
     )
 
 
 class EarlyStoppingConfig(_Strict):
     monitor: Literal["val_loss", "val_acc"] = "val_loss"
     patience: int = Field(5, ge=1)
-    mode: Literal["min", "max"] | None = Field(None, description="default: min for loss, max for acc")
+    mode: Literal["min", "max"] | None = Field(
+        None, description="default: min for loss, max for acc"
+    )
     min_delta: float = Field(0.0, ge=0)
 
 
@@ -76,7 +80,9 @@ class TrainConfig(_Strict):
     batch_size: int = Field(128, ge=1)
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
     lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0, description="decoupled (adamw) or L2-in-gradient (adam, sgd)")
+    weight_decay: float = Field(
+        0.0, ge=0, description="decoupled (adamw) or L2-in-gradient (adam, sgd)"
+    )
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
     scheduler: Literal["none", "step", "multistep", "cosine", "onecycle", "plateau"] = "cosine"
@@ -90,7 +96,9 @@ class TrainConfig(_Strict):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     focal_gamma: float = Field(2.0, ge=0)
     focal_alpha: float | None = Field(None, gt=0, le=1)
-    focal_weight: float = Field(0.5, ge=0, le=1, description="share of focal in focal+cross_entropy")
+    focal_weight: float = Field(
+        0.5, ge=0, le=1, description="share of focal in focal+cross_entropy"
+    )
     l1: float = Field(0.0, ge=0, description="L1 penalty on weights, added to the loss")
     l2: float = Field(0.0, ge=0, description="L2 penalty on weights, added to the loss")
     accumulate_grad_batches: int = Field(1, ge=1)
@@ -106,7 +114,9 @@ class MixConfig(_Strict):
 
 
 class AugmentConfig(_Strict):
-    preset: str = Field("light", description="none | light | sketch | strong (ignored when ops is set)")
+    preset: str = Field(
+        "light", description="none | light | sketch | strong (ignored when ops is set)"
+    )
     ops: list[dict[str, Any]] | None = Field(
         None, description="explicit op list: [{name: rotate, limit: 15, p: 0.5}, ...]"
     )
@@ -136,7 +146,9 @@ class TrainerConfig(BaseModel):
 
 class ExperimentConfig(_Strict):
     workspace: str = "runs/default"
-    name: str | None = Field(None, description="run name in the workspace (default: the model name)")
+    name: str | None = Field(
+        None, description="run name in the workspace (default: the model name)"
+    )
     data: DataConfig
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
@@ -147,8 +159,12 @@ class ExperimentConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, v: str | None) -> str | None:
-        if v is not None and (not v.strip() or any(c in v for c in '/\\:*?"<>|') or v.startswith(".")):
-            raise ValueError("must be a plain folder name (no / \\ : * ? \" < > |, not starting with '.')")
+        if v is not None and (
+            not v.strip() or any(c in v for c in '/\\:*?"<>|') or v.startswith(".")
+        ):
+            raise ValueError(
+                "must be a plain folder name (no / \\ : * ? \" < > |, not starting with '.')"
+            )
         return v
 
     @property
@@ -159,7 +175,11 @@ class ExperimentConfig(_Strict):
     @classmethod
     def _tracking_off(cls, v: Any) -> Any:
         # `tracking: none` (or null) is the short way to switch tracking off.
-        if v is None or v is False or (isinstance(v, str) and v.lower() in ("none", "off", "false")):
+        if (
+            v is None
+            or v is False
+            or (isinstance(v, str) and v.lower() in ("none", "off", "false"))
+        ):
             return {"backend": "none"}
         return v
 
@@ -216,7 +236,11 @@ def _allowed_keys(loc: tuple) -> list[str]:
 def _format_errors(exc: ValidationError, source: str) -> str:
     lines = []
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("literal[", "function"))))
+        loc = tuple(
+            p
+            for p in err["loc"]
+            if not (isinstance(p, str) and p.startswith(("literal[", "function")))
+        )
         key = ".".join(str(p) for p in loc) or "(top level)"
         if err["type"] == "extra_forbidden":
             allowed = _allowed_keys(loc)
@@ -240,7 +264,9 @@ def validate_config(raw: dict, source: str = "") -> ExperimentConfig:
         raise ConfigError(_format_errors(exc, source)) from None
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None) -> ExperimentConfig:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None
+) -> ExperimentConfig:
     """Read YAML at ``path`` (or start from ``base``), apply overrides, validate."""
     raw: dict = dict(base or {})
     source = "(overrides)"

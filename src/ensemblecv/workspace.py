@@ -9,11 +9,10 @@ checks that the dataset still matches what was split.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import json
 
 import pandas as pd
 
@@ -52,7 +51,11 @@ class Workspace:
         return self.root / "workspace.json"
 
     def info(self) -> dict:
-        return json.loads(self.info_path.read_text(encoding="utf-8")) if self.info_path.is_file() else {}
+        return (
+            json.loads(self.info_path.read_text(encoding="utf-8"))
+            if self.info_path.is_file()
+            else {}
+        )
 
     def normalization(self) -> dict:
         """Dataset mean/std (``{'gray': {...}, 'rgb': {...}}``) measured when the workspace was made."""
@@ -70,11 +73,17 @@ class Workspace:
         return self.root / "audit"
 
     def is_prepared(self) -> bool:
-        return self.samples_path.is_file() and self.folds_path.is_file() and self.classes_path.is_file()
+        return (
+            self.samples_path.is_file()
+            and self.folds_path.is_file()
+            and self.classes_path.is_file()
+        )
 
     def load_table(self) -> SampleTable:
         if not self.is_prepared():
-            raise DataError(f"{self.root} is not a prepared workspace (run `ensemblecv split DATA --workspace {self.root}`).")
+            raise DataError(
+                f"{self.root} is not a prepared workspace (run `ensemblecv split DATA --workspace {self.root}`)."
+            )
         frame = pd.read_parquet(self.samples_path)
         frame["group"] = frame["group"].astype(object).where(frame["group"].notna(), None)
         return SampleTable(frame, load_classes(self.classes_path), str(self.root))
@@ -119,10 +128,21 @@ def prepare_workspace(
         load_folds(ws.folds_path, good)
         return ws
     fold_table = make_folds(good, k=folds, seed=seed)
-    ws.stats_path.write_text(json.dumps(normalization_stats(scan.stats), indent=1), encoding="utf-8")
+    ws.stats_path.write_text(
+        json.dumps(normalization_stats(scan.stats), indent=1), encoding="utf-8"
+    )
     ws.info_path.write_text(
-        json.dumps({"source": table.source, "folds": folds, "fold_seed": seed, "samples": len(good),
-                    "excluded": int((~scan.ok).sum())}, indent=1, ensure_ascii=False),
+        json.dumps(
+            {
+                "source": table.source,
+                "folds": folds,
+                "fold_seed": seed,
+                "samples": len(good),
+                "excluded": int((~scan.ok).sum()),
+            },
+            indent=1,
+            ensure_ascii=False,
+        ),
         encoding="utf-8",
     )
     save_classes(good.classes, ws.classes_path)

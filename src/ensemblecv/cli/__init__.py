@@ -14,9 +14,10 @@ import typer
 
 from ..errors import EnsembleCVError
 from . import _console
-from .data_commands import register as _register_data
 from .augment_preview import register as _register_augment_preview
+from .data_commands import register as _register_data
 from .demo import register as _register_demo
+from .ensemble_commands import register as _register_ensemble
 from .train_command import register as _register_train
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ app = typer.Typer(
 _register_data(app)
 _register_train(app)
 _register_augment_preview(app)
+_register_ensemble(app)
 _register_demo(app)
 
 

@@ -17,7 +17,9 @@ from ..errors import DataError
 from ..workspace import prepare_workspace
 from ._console import console, progress_bar
 
-DATA_HELP = "Folder (ImageFolder layout), CSV index (image_path + class_name/target) or built-in name."
+DATA_HELP = (
+    "Folder (ImageFolder layout), CSV index (image_path + class_name/target) or built-in name."
+)
 WORKERS_HELP = "Decode processes (default: CPU count, 0 = in this process)."
 
 datasets_app = typer.Typer(help="List and export the built-in datasets.", no_args_is_help=True)
@@ -29,21 +31,31 @@ def datasets_list() -> None:
     table = Table("name", "splits", "available")
     for name in builtin.list_datasets():
         ok = name != "fashion-mnist" or builtin.fashion_mnist_available()
-        table.add_row(name, "train, test", "yes" if ok else "no (apt-get install dataset-fashion-mnist)")
+        table.add_row(
+            name, "train, test", "yes" if ok else "no (apt-get install dataset-fashion-mnist)"
+        )
     console.print(table)
 
 
 @datasets_app.command("export")
 def datasets_export(
-    name: str = typer.Argument(..., help="Built-in dataset, optionally with split: fashion-mnist:test."),
+    name: str = typer.Argument(
+        ..., help="Built-in dataset, optionally with split: fashion-mnist:test."
+    ),
     out: Path = typer.Argument(..., help="New or empty output folder."),
-    layout: str = typer.Option("folder", help="folder (one sub-folder per class) or csv (train.csv/test.csv)."),
-    limit: int | None = typer.Option(None, min=1, help="Export at most N images, classes balanced."),
+    layout: str = typer.Option(
+        "folder", help="folder (one sub-folder per class) or csv (train.csv/test.csv)."
+    ),
+    limit: int | None = typer.Option(
+        None, min=1, help="Export at most N images, classes balanced."
+    ),
 ) -> None:
     """Write a built-in dataset as PNG files."""
     parsed = builtin.parse_builtin(name)
     if parsed is None:
-        raise DataError(f"Unknown built-in dataset {name!r}; available: {', '.join(builtin.list_datasets())}.")
+        raise DataError(
+            f"Unknown built-in dataset {name!r}; available: {', '.join(builtin.list_datasets())}."
+        )
     n = len(builtin.load_split(*parsed).labels)
     total = min(n, limit) if limit else n
     with progress_bar(f"export {name}", total) as advance:
@@ -58,25 +70,37 @@ def _scan_with_progress(table: SampleTable, workers: int | None) -> ScanResult:
 
 def audit(
     data: str = typer.Argument(..., help=DATA_HELP),
-    out: Path = typer.Option(Path("audit"), "--out", "-o", help="Folder for audit.json, audit.html and plots."),
+    out: Path = typer.Option(
+        Path("audit"), "--out", "-o", help="Folder for audit.json, audit.html and plots."
+    ),
     workers: int | None = typer.Option(None, min=0, help=WORKERS_HELP),
-    min_per_class: int = typer.Option(5, min=1, help="Flag classes with fewer images (e.g. your fold count)."),
+    min_per_class: int = typer.Option(
+        5, min=1, help="Flag classes with fewer images (e.g. your fold count)."
+    ),
 ) -> None:
     """Analyse a dataset: class balance, sizes, modes, brightness, mean/std, duplicates, bad files."""
     from ..audit import run_audit, summarize
 
-    result = run_audit(data, out, workers=workers, min_per_class=min_per_class, progress=True, console=console)
+    result = run_audit(
+        data, out, workers=workers, min_per_class=min_per_class, progress=True, console=console
+    )
     summarize(result.audit, console)
 
 
 def split(
     data: str = typer.Argument(..., help=DATA_HELP),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Write train/val/test class folders here."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Write train/val/test class folders here."
+    ),
     ratios: str = typer.Option("0.8,0.1,0.1", help="train,val[,test] fractions for --out."),
-    workspace: Path | None = typer.Option(None, "--workspace", "-w", help="Write the K-fold table here instead."),
+    workspace: Path | None = typer.Option(
+        None, "--workspace", "-w", help="Write the K-fold table here instead."
+    ),
     folds: int = typer.Option(5, min=2, help="Number of CV folds for --workspace."),
     seed: int = typer.Option(0, help="Random seed of the split."),
-    link: bool = typer.Option(False, "--link/--copy", help="Symlink files instead of copying them."),
+    link: bool = typer.Option(
+        False, "--link/--copy", help="Symlink files instead of copying them."
+    ),
     strict: bool = typer.Option(False, help="Abort on unreadable files instead of excluding them."),
     workers: int | None = typer.Option(None, min=0, help=WORKERS_HELP),
 ) -> None:
@@ -86,7 +110,9 @@ def split(
     'group' column) on one side. Source files are never moved or changed.
     """
     if (out is None) == (workspace is None):
-        raise DataError("Give exactly one of --out DIR (folders by ratio) or --workspace DIR (K-fold table).")
+        raise DataError(
+            "Give exactly one of --out DIR (folders by ratio) or --workspace DIR (K-fold table)."
+        )
     table = load_samples(data)
     if out is not None:
         ratio_list = parse_ratios(ratios)
@@ -102,7 +128,9 @@ def split(
     scan = _scan_with_progress(table, workers)
     ws = prepare_workspace(workspace, table, folds=folds, seed=seed, strict=strict, scan=scan)
     fold_table = ws.load_folds()
-    counts = pd.crosstab(fold_table["label"].map(dict(enumerate(table.classes))), fold_table["fold"])
+    counts = pd.crosstab(
+        fold_table["label"].map(dict(enumerate(table.classes))), fold_table["fold"]
+    )
     _print_counts(counts, f"Fold table for {len(fold_table)} samples: {ws.folds_path}")
 
 

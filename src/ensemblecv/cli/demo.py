@@ -23,7 +23,9 @@ def demo_dataset() -> str:
 
 
 def demo(
-    workspace: Path = typer.Option(Path("runs/demo"), "--workspace", "-w", help="Where everything is written."),
+    workspace: Path = typer.Option(
+        Path("runs/demo"), "--workspace", "-w", help="Where everything is written."
+    ),
     fast: bool = typer.Option(False, help="Use a 6,000-image subset (finishes in about a minute)."),
     folds: int = typer.Option(3, min=2, help="Cross-validation folds."),
 ) -> None:
@@ -33,7 +35,9 @@ def demo(
     name = demo_dataset()
     console.rule(f"[bold]ensemblecv demo[/] on {name}")
     if name == "digits":
-        console.print("[yellow]Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist); using digits.")
+        console.print(
+            "[yellow]Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist); using digits."
+        )
     table = load_samples(name)
     if fast and len(table) > 6000:
         from ..data.export import balanced_subset

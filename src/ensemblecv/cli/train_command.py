@@ -18,14 +18,20 @@ def _parse_folds(text: str | None) -> list[int] | None:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ConfigError(f"--folds must be comma-separated fold numbers like 0,2; got {text!r}.") from None
+        raise ConfigError(
+            f"--folds must be comma-separated fold numbers like 0,2; got {text!r}."
+        ) from None
 
 
 def train_command(
     config: Path = typer.Argument(..., help="Experiment YAML."),
-    overrides: list[str] | None = typer.Argument(None, help="key.sub=value overrides, e.g. train.lr=0.01"),
+    overrides: list[str] | None = typer.Argument(
+        None, help="key.sub=value overrides, e.g. train.lr=0.01"
+    ),
     folds: str | None = typer.Option(None, help="Only these folds, e.g. 0,2 (default: all)."),
-    resume: bool = typer.Option(False, help="Continue unfinished folds from their last checkpoint."),
+    resume: bool = typer.Option(
+        False, help="Continue unfinished folds from their last checkpoint."
+    ),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Train one model config on every fold; store checkpoints, history and OOF/test probabilities."""
@@ -39,14 +45,33 @@ def train_command(
         from ..training import NonFiniteLossError
 
         if isinstance(exc, NonFiniteLossError) or isinstance(exc.__cause__, NonFiniteLossError):
-            raise ConfigError(f"Training stopped: {exc}. The best checkpoint so far is kept.") from None
+            raise ConfigError(
+                f"Training stopped: {exc}. The best checkpoint so far is kept."
+            ) from None
         raise
-    table = Table("run", "fold", "status", "epochs", "best epoch", "val loss", "val acc", "seconds",
-                  title="Results")
+    table = Table(
+        "run",
+        "fold",
+        "status",
+        "epochs",
+        "best epoch",
+        "val loss",
+        "val acc",
+        "seconds",
+        title="Results",
+    )
     for r in results:
-        fmt = (lambda v: "-" if v is None else f"{v:.4f}")
-        table.add_row(r.run, r.fold, r.status, str(r.epochs), str(r.best_epoch), fmt(r.val_loss),
-                      fmt(r.val_acc), f"{r.seconds:.1f}")
+        fmt = lambda v: "-" if v is None else f"{v:.4f}"
+        table.add_row(
+            r.run,
+            r.fold,
+            r.status,
+            str(r.epochs),
+            str(r.best_epoch),
+            fmt(r.val_loss),
+            fmt(r.val_acc),
+            f"{r.seconds:.1f}",
+        )
     console.print(table)
 
 

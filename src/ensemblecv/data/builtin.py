@@ -22,8 +22,16 @@ from .imageio import BUILTIN_SCHEME, register_virtual_resolver
 
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
 FASHION_MNIST_CLASSES = [
-    "T-shirt_top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle_boot",
+    "T-shirt_top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle_boot",
 ]  # fmt: skip  ("T-shirt/top" in the original; '/' cannot be a folder name)
 
 
@@ -78,7 +86,9 @@ def _read_idx(path: Path) -> np.ndarray:
         raise DataError(f"{path}: only unsigned-byte IDX files are supported.")
     arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if arr.size != int(np.prod(dims)):
-        raise DataError(f"{path} is truncated: expected {int(np.prod(dims))} values, got {arr.size}.")
+        raise DataError(
+            f"{path} is truncated: expected {int(np.prod(dims))} values, got {arr.size}."
+        )
     return arr.reshape(dims)
 
 
@@ -160,7 +170,12 @@ def virtual_path(name: str, split: str, index: int) -> str:
 
 def _resolve(path: str) -> np.ndarray:
     parts = path[len(BUILTIN_SCHEME) :].split("/")
-    if len(parts) != 3 or parts[0] not in _datasets or parts[1] not in ("train", "test") or not parts[2].isdigit():
+    if (
+        len(parts) != 3
+        or parts[0] not in _datasets
+        or parts[1] not in ("train", "test")
+        or not parts[2].isdigit()
+    ):
         raise ImageLoadError(path, "missing", "malformed built-in dataset path")
     images = load_split(parts[0], parts[1]).images
     index = int(parts[2])

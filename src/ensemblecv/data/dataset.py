@@ -50,7 +50,9 @@ class ImageDataset(Dataset):
         try:
             return load_image(self.paths[index], self.channels), True
         except ImageLoadError as exc:
-            warnings.warn(f"Skipping unreadable image during loading: {exc}", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"Skipping unreadable image during loading: {exc}", RuntimeWarning, stacklevel=2
+            )
             h, w = self.fallback_size
             return np.full((h, w, self.channels), 255, dtype=np.uint8), False
 

@@ -46,7 +46,9 @@ def export_builtin(
     """
     parsed = builtin.parse_builtin(name)
     if parsed is None:
-        raise DataError(f"Unknown built-in dataset {name!r}; available: {', '.join(builtin.list_datasets())}.")
+        raise DataError(
+            f"Unknown built-in dataset {name!r}; available: {', '.join(builtin.list_datasets())}."
+        )
     if layout not in ("folder", "csv"):
         raise DataError(f"--layout must be 'folder' or 'csv', got {layout!r}.")
     out = Path(out)

@@ -21,7 +21,9 @@ from .samples import SampleTable
 def _group_keys(frame: pd.DataFrame) -> np.ndarray:
     """A key per sample: its group, or its own id when it has none."""
     group = frame["group"]
-    return np.where(group.isna().to_numpy(), frame["sample_id"].to_numpy(), group.to_numpy()).astype(str)
+    return np.where(
+        group.isna().to_numpy(), frame["sample_id"].to_numpy(), group.to_numpy()
+    ).astype(str)
 
 
 def check_fold_feasible(table: SampleTable, k: int) -> None:
@@ -72,8 +74,12 @@ def make_folds(table: SampleTable, k: int = 5, seed: int = 0) -> pd.DataFrame:
         for i, (_, val) in enumerate(splits):
             fold[val] = i
     return pd.DataFrame(
-        {"sample_id": frame["sample_id"].to_numpy(), "fold": fold, "label": y,
-         "group": frame["group"].to_numpy()}
+        {
+            "sample_id": frame["sample_id"].to_numpy(),
+            "fold": fold,
+            "label": y,
+            "group": frame["group"].to_numpy(),
+        }
     )
 
 

@@ -26,8 +26,24 @@ MAX_PIXELS = 100_000_000
 #: extension are tried too (scraped data often lacks one); other extensions are
 #: reported as ignored rather than silently dropped.
 IMAGE_EXTENSIONS = frozenset(
-    {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp",
-     ".ppm", ".pgm", ".pbm", ".pnm", ".ico", ".tga"}
+    {
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".bmp",
+        ".gif",
+        ".tif",
+        ".tiff",
+        ".webp",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
+        ".ico",
+        ".tga",
+    }
 )
 
 #: Reason tags, stable strings that end up in audit.json and bad-file lists.
@@ -161,7 +177,9 @@ def to_channels(img: Image.Image, channels: int) -> np.ndarray:
         try:
             img = img.convert("RGB")
         except (ValueError, OSError) as exc:
-            raise ImageLoadError(getattr(img, "filename", "?"), "unsupported_mode", img.mode) from exc
+            raise ImageLoadError(
+                getattr(img, "filename", "?"), "unsupported_mode", img.mode
+            ) from exc
     if channels == 1 and img.mode != "L":
         img = img.convert("L")
     elif channels == 3 and img.mode != "RGB":
@@ -172,7 +190,9 @@ def to_channels(img: Image.Image, channels: int) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def load_image(path: str | os.PathLike, channels: int = 3, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def load_image(
+    path: str | os.PathLike, channels: int = 3, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
     """Decode ``path`` to a (H, W, channels) uint8 array or raise :class:`ImageLoadError`."""
     img = open_image(path, max_pixels=max_pixels)
     try:

@@ -65,8 +65,12 @@ class SampleTable:
         mask = np.asarray(mask, dtype=bool)
         extra = None if self.extra is None else self.extra[mask].reset_index(drop=True)
         return SampleTable(
-            self.frame[mask].reset_index(drop=True), list(self.classes), self.source,
-            self.root, list(self.ignored), extra,
+            self.frame[mask].reset_index(drop=True),
+            list(self.classes),
+            self.source,
+            self.root,
+            list(self.ignored),
+            extra,
         )
 
 
@@ -82,7 +86,9 @@ def load_samples(source: str | os.PathLike) -> SampleTable:
     if path.is_file() and path.suffix.lower() in (".csv", ".tsv"):
         return from_csv(path)
     if path.is_file():
-        raise DataError(f"{path} is a file but not a CSV index; give a folder, a .csv or a built-in name.")
+        raise DataError(
+            f"{path} is a file but not a CSV index; give a folder, a .csv or a built-in name."
+        )
     raise DataError(
         f"Dataset {text!r} not found: it is neither an existing folder, a CSV file nor a "
         f"built-in dataset ({', '.join(builtin.list_datasets())})."
@@ -200,11 +206,15 @@ def from_csv(csv_path: str | os.PathLike) -> SampleTable:
             f"dataset folder {root}:\n{format_list(problems['escape'])}"
         )
     if problems["empty"]:
-        raise DataError(f"{csv_path}: empty image_path on line(s):\n{format_list(problems['empty'])}")
+        raise DataError(
+            f"{csv_path}: empty image_path on line(s):\n{format_list(problems['empty'])}"
+        )
     dup = pd.Series(sample_ids).duplicated(keep=False).to_numpy()
     if dup.any():
         items = [f"line {ln}: {sid}" for ln, sid in zip(line[dup], np.array(sample_ids)[dup])]
-        raise DataError(f"{csv_path}: the same image is listed more than once:\n{format_list(items)}")
+        raise DataError(
+            f"{csv_path}: the same image is listed more than once:\n{format_list(items)}"
+        )
     missing = [f"line {ln}: {p}" for ln, p in zip(line, paths) if not os.path.isfile(p)]
     if missing:
         raise DataError(
@@ -272,7 +282,9 @@ def _csv_labels(df: pd.DataFrame, csv_path: Path, line: np.ndarray):
         names = df["class_name"].str.strip()
         empty = (names == "").to_numpy()
         if empty.any():
-            raise DataError(f"{csv_path}: empty class_name on line(s):\n{format_list([f'line {ln}' for ln in line[empty]])}")
+            raise DataError(
+                f"{csv_path}: empty class_name on line(s):\n{format_list([f'line {ln}' for ln in line[empty]])}"
+            )
     if has_t and has_c:
         _check_consistent(names.to_numpy(), targets, csv_path, line)
         mapping = dict(zip(targets, names))
@@ -286,7 +298,9 @@ def _csv_labels(df: pd.DataFrame, csv_path: Path, line: np.ndarray):
     return np.array([index[c] for c in names], dtype=np.int64), classes, list(names)
 
 
-def _check_consistent(names: np.ndarray, targets: np.ndarray, csv_path: Path, line: np.ndarray) -> None:
+def _check_consistent(
+    names: np.ndarray, targets: np.ndarray, csv_path: Path, line: np.ndarray
+) -> None:
     """Each class_name must map to one target and each target to one class_name."""
     pairs = pd.DataFrame({"name": names, "target": targets, "line": line})
     bad_lines: list[str] = []

@@ -72,15 +72,37 @@ def scan_one(path: str, max_pixels: int = MAX_PIXELS) -> tuple:
         sqs = (rgb.reshape(-1, 3) ** 2).mean(0)
         g = gray.ravel()
         return (
-            True, "", "", width, height, mode, fmt or "", mismatch,
-            float(g.mean()), float(g.std()), float(g.mean()), float((g**2).mean()),
-            *map(float, means), *map(float, sqs), digest,
+            True,
+            "",
+            "",
+            width,
+            height,
+            mode,
+            fmt or "",
+            mismatch,
+            float(g.mean()),
+            float(g.std()),
+            float(g.mean()),
+            float((g**2).mean()),
+            *map(float, means),
+            *map(float, sqs),
+            digest,
         )
     except ImageLoadError as exc:
         return (False, exc.reason, exc.detail, 0, 0, "", "", False, *([np.nan] * 10), "")
     except Exception as exc:  # a decoder bug must not kill the scan of 100k files
-        return (False, "unreadable", f"{type(exc).__name__}: {exc}", 0, 0, "", "", False,
-                *([np.nan] * 10), "")
+        return (
+            False,
+            "unreadable",
+            f"{type(exc).__name__}: {exc}",
+            0,
+            0,
+            "",
+            "",
+            False,
+            *([np.nan] * 10),
+            "",
+        )
 
 
 def _scan_chunk(paths: list[str], max_pixels: int) -> list[tuple]:
@@ -100,12 +122,14 @@ class ScanResult:
 
     def bad_files(self) -> pd.DataFrame:
         bad = self.stats.loc[~self.ok, ["reason", "detail"]]
-        out = pd.DataFrame({
-            "path": self.table.frame.loc[~self.ok, "path"].to_numpy(),
-            "sample_id": self.table.frame.loc[~self.ok, "sample_id"].to_numpy(),
-            "reason": bad["reason"].to_numpy(),
-            "detail": bad["detail"].to_numpy(),
-        })
+        out = pd.DataFrame(
+            {
+                "path": self.table.frame.loc[~self.ok, "path"].to_numpy(),
+                "sample_id": self.table.frame.loc[~self.ok, "sample_id"].to_numpy(),
+                "reason": bad["reason"].to_numpy(),
+                "detail": bad["detail"].to_numpy(),
+            }
+        )
         out["explanation"] = out["reason"].map(REASONS).fillna("")
         return out
 
@@ -140,7 +164,9 @@ def scan_table(
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["ensemblecv.data.scan"])  # import once, fork workers from it
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            for chunk, result in zip(chunks, pool.map(_scan_chunk, chunks, [max_pixels] * len(chunks))):
+            for chunk, result in zip(
+                chunks, pool.map(_scan_chunk, chunks, [max_pixels] * len(chunks))
+            ):
                 rows += result
                 if progress:
                     progress(len(chunk))
@@ -148,7 +174,9 @@ def scan_table(
     return ScanResult(table, stats)
 
 
-def exclude_bad(scan: ScanResult, strict: bool = False, report_path: Path | None = None) -> SampleTable:
+def exclude_bad(
+    scan: ScanResult, strict: bool = False, report_path: Path | None = None
+) -> SampleTable:
     """The table without undecodable files, after saying which ones and why.
 
     With ``strict`` any bad file aborts with the full reason list. Otherwise the
@@ -157,13 +185,17 @@ def exclude_bad(scan: ScanResult, strict: bool = False, report_path: Path | None
     bad = scan.bad_files()
     if bad.empty:
         return scan.table
-    items = [f"{p}: {r}" + (f" ({d})" if d else "") for p, r, d in zip(bad.path, bad.reason, bad.detail)]
+    items = [
+        f"{p}: {r}" + (f" ({d})" if d else "") for p, r, d in zip(bad.path, bad.reason, bad.detail)
+    ]
     if report_path is not None:
         report_path.parent.mkdir(parents=True, exist_ok=True)
         bad.to_csv(report_path, index=False)
     where = f" Full list: {report_path}." if report_path is not None else ""
     if strict:
-        raise DataError(f"{len(bad)} image file(s) cannot be used (--strict):\n{format_list(items)}{where}")
+        raise DataError(
+            f"{len(bad)} image file(s) cannot be used (--strict):\n{format_list(items)}{where}"
+        )
     warnings.warn(
         f"Excluding {len(bad)} unreadable image file(s):\n{format_list(items, 5)}{where}",
         UserWarning,
@@ -226,7 +258,10 @@ def normalization_stats(stats: pd.DataFrame) -> dict:
         mean = ok[mean_cols].to_numpy(dtype=np.float64).mean(0)
         sq = ok[sq_cols].to_numpy(dtype=np.float64).mean(0)
         std = np.sqrt(np.maximum(sq - mean**2, 0.0))
-        return {"mean": [round(float(v), 6) for v in mean], "std": [round(float(v), 6) for v in std]}
+        return {
+            "mean": [round(float(v), 6) for v in mean],
+            "std": [round(float(v), 6) for v in std],
+        }
 
     return {
         "gray": moments(["gray_mean"], ["gray_sq"]),

@@ -26,7 +26,9 @@ def parse_ratios(text: str) -> list[float]:
     try:
         ratios = [float(x) for x in str(text).split(",")]
     except ValueError:
-        raise DataError(f"--ratios must be comma-separated numbers like 0.8,0.1,0.1, got {text!r}.") from None
+        raise DataError(
+            f"--ratios must be comma-separated numbers like 0.8,0.1,0.1, got {text!r}."
+        ) from None
     if not 2 <= len(ratios) <= 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
         raise DataError(f"--ratios needs 2 or 3 non-negative numbers summing to 1, got {text!r}.")
     return ratios

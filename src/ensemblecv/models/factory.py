@@ -15,11 +15,15 @@ silently.
 from __future__ import annotations
 
 import difflib
+import os
+import socket
 import warnings
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import timm
 import torch
@@ -168,9 +172,45 @@ def _unknown_model_message(name: str) -> str:
     )
 
 
+def _hub_unreachable() -> bool:
+    """True when offline mode is set or the hub's host cannot be reached within 3 s."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return True
+    host = (
+        urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+        or "huggingface.co"
+    )
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+        return False
+    except OSError:
+        return True
+
+
+@contextmanager
+def _cache_only_when_offline(pretrained: bool):
+    """Offline, use only weights already in the local hub cache.
+
+    Without this, huggingface_hub retries for about a minute before failing;
+    with it, missing weights fail at once and cached ones still load.
+    """
+    if not pretrained or not _hub_unreachable():
+        yield
+        return
+    import huggingface_hub.constants as hub_constants
+
+    old = hub_constants.HF_HUB_OFFLINE
+    hub_constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hub_constants.HF_HUB_OFFLINE = old
+
+
 def _build(name: str, pretrained: bool, kwargs: dict[str, Any]) -> nn.Module:
     try:
-        return timm.create_model(name, pretrained=pretrained, **kwargs)
+        with _cache_only_when_offline(pretrained):
+            return timm.create_model(name, pretrained=pretrained, **kwargs)
     except TypeError as exc:
         if "drop_path_rate" not in kwargs or "drop_path_rate" not in str(exc):
             raise

@@ -60,9 +60,17 @@ class HistoryWriter(pl.Callback):
         def get(key: str) -> float:
             return float(m[key]) if key in m else float("nan")
 
-        self.rows.append({
-            "epoch": trainer.current_epoch, "train_loss": get("train_loss"), "train_acc": get("train_acc"),
-            "val_loss": get("val_loss"), "val_acc": get("val_acc"), "lr": lr,
-            "time_s": round(time.perf_counter() - self._start, 3),
-        })
-        atomic_write_text(self.path, pd.DataFrame(self.rows, columns=HISTORY_COLUMNS).to_csv(index=False))
+        self.rows.append(
+            {
+                "epoch": trainer.current_epoch,
+                "train_loss": get("train_loss"),
+                "train_acc": get("train_acc"),
+                "val_loss": get("val_loss"),
+                "val_acc": get("val_acc"),
+                "lr": lr,
+                "time_s": round(time.perf_counter() - self._start, 3),
+            }
+        )
+        atomic_write_text(
+            self.path, pd.DataFrame(self.rows, columns=HISTORY_COLUMNS).to_csv(index=False)
+        )

@@ -25,7 +25,9 @@ ImageTransform = Callable[..., torch.Tensor]
 
 def mix_seed(*parts: int) -> int:
     """A well-spread 31-bit seed from integers (SeedSequence, not a hash, to stay stable)."""
-    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0] >> 1)
+    return int(
+        np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0] >> 1
+    )
 
 
 class ImageSource:
@@ -35,8 +37,15 @@ class ImageSource:
     RAM is 47 MB, so re-decoding it every epoch would be pure waste.
     """
 
-    def __init__(self, table: SampleTable, channels: int, resize: Callable[[np.ndarray], np.ndarray],
-                 image_size: int, cache_ram_mb: int, progress: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        table: SampleTable,
+        channels: int,
+        resize: Callable[[np.ndarray], np.ndarray],
+        image_size: int,
+        cache_ram_mb: int,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
         self.loader = ImageDataset(table, channels=channels, fallback_size=(image_size, image_size))
         self.resize = resize
         self.cache: np.ndarray | None = None
@@ -79,8 +88,15 @@ class RowsDataset(Dataset):
     so the augmentation of each item is reproducible.
     """
 
-    def __init__(self, source: ImageSource, rows: np.ndarray, targets: np.ndarray, transform: ImageTransform) -> None:
-        self.source, self.rows, self.targets, self.transform = source, np.asarray(rows), targets, transform
+    def __init__(
+        self, source: ImageSource, rows: np.ndarray, targets: np.ndarray, transform: ImageTransform
+    ) -> None:
+        self.source, self.rows, self.targets, self.transform = (
+            source,
+            np.asarray(rows),
+            targets,
+            transform,
+        )
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -99,7 +115,9 @@ class SeededSampler(Sampler):
     positions. Lightning calls :meth:`set_epoch` before every epoch.
     """
 
-    def __init__(self, n: int, seed: int, shuffle: bool = True, counts: np.ndarray | None = None) -> None:
+    def __init__(
+        self, n: int, seed: int, shuffle: bool = True, counts: np.ndarray | None = None
+    ) -> None:
         self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
         self.positions = np.repeat(np.arange(n), counts) if counts is not None else np.arange(n)
 
@@ -117,8 +135,9 @@ class SeededSampler(Sampler):
             yield int(pos), (base + k) & 0x7FFFFFFF
 
 
-def make_loader(dataset: RowsDataset, batch_size: int, seed: int, train: bool, workers: int,
-                pin_memory: bool) -> DataLoader:
+def make_loader(
+    dataset: RowsDataset, batch_size: int, seed: int, train: bool, workers: int, pin_memory: bool
+) -> DataLoader:
     sampler = SeededSampler(len(dataset), seed, shuffle=train) if train else None
     return DataLoader(
         dataset,

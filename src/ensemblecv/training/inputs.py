@@ -68,21 +68,29 @@ def open_workspace(config: ExperimentConfig, progress: bool = True) -> Workspace
     table = load_samples(data.train)
     with _progress(progress, "scan", len(table)) as advance:
         scan = scan_table(table, progress=advance)
-    return prepare_workspace(ws.root, table, folds=data.folds, seed=data.fold_seed, strict=data.strict, scan=scan)
+    return prepare_workspace(
+        ws.root, table, folds=data.folds, seed=data.fold_seed, strict=data.strict, scan=scan
+    )
 
 
-def _load_test(config: ExperimentConfig, classes: list[str], progress: bool) -> tuple[SampleTable, np.ndarray]:
+def _load_test(
+    config: ExperimentConfig, classes: list[str], progress: bool
+) -> tuple[SampleTable, np.ndarray]:
     """The test table (bad files excluded, listed) and targets mapped to the workspace classes."""
     table = load_samples(config.data.test)
     with _progress(progress, "scan test", len(table)) as advance:
         scan = scan_table(table, progress=advance)
-    table = exclude_bad(scan, strict=config.data.strict, report_path=Path(config.workspace) / "bad_test_files.csv")
+    table = exclude_bad(
+        scan, strict=config.data.strict, report_path=Path(config.workspace) / "bad_test_files.csv"
+    )
     if not table.labelled:
         return table, np.full(len(table), -1, dtype=np.int64)
     index = {c: i for i, c in enumerate(classes)}
     unknown = sorted(set(table.frame["class_name"]) - set(index))
     if unknown:
-        raise DataError(f"The test set has classes the training set lacks: {', '.join(map(str, unknown[:10]))}.")
+        raise DataError(
+            f"The test set has classes the training set lacks: {', '.join(map(str, unknown[:10]))}."
+        )
     return table, table.frame["class_name"].map(index).to_numpy(dtype=np.int64)
 
 
@@ -92,20 +100,38 @@ def prepare_inputs(config: ExperimentConfig, progress: bool = True) -> RunInputs
     ws = open_workspace(config, progress)
     table, folds = ws.load_table(), ws.load_folds()
     if not (folds["sample_id"].to_numpy() == table.frame["sample_id"].to_numpy()).all():
-        raise DataError(f"{ws.folds_path} and {ws.samples_path} are out of step; re-create the workspace.")
+        raise DataError(
+            f"{ws.folds_path} and {ws.samples_path} are out of step; re-create the workspace."
+        )
     data = config.data
     mean, std = resolve_normalization(data.normalize, data.channels, ws.normalization())
     train_tf, eval_tf = build_transforms(data, config.augment, mean, std, include_resize=False)
     resize = build_resize(data)
     with _progress(progress, "decode", len(table)) as advance:
-        source = ImageSource(table, data.channels, resize, data.image_size, data.cache_ram_mb, advance)
-    workers = data.num_workers if data.num_workers is not None else default_workers(source.cache is not None)
-    inputs = RunInputs(ws, table, folds, table.frame["label"].to_numpy(dtype=np.int64), len(table.classes),
-                       source, train_tf, eval_tf, workers)
+        source = ImageSource(
+            table, data.channels, resize, data.image_size, data.cache_ram_mb, advance
+        )
+    workers = (
+        data.num_workers
+        if data.num_workers is not None
+        else default_workers(source.cache is not None)
+    )
+    inputs = RunInputs(
+        ws,
+        table,
+        folds,
+        table.frame["label"].to_numpy(dtype=np.int64),
+        len(table.classes),
+        source,
+        train_tf,
+        eval_tf,
+        workers,
+    )
     if data.test:
         test_table, test_targets = _load_test(config, table.classes, progress)
         inputs.test_table, inputs.test_targets = test_table, test_targets
         with _progress(progress, "decode test", len(test_table)) as advance:
-            inputs.test_source = ImageSource(test_table, data.channels, resize, data.image_size,
-                                             data.cache_ram_mb, advance)
+            inputs.test_source = ImageSource(
+                test_table, data.channels, resize, data.image_size, data.cache_ram_mb, advance
+            )
     return inputs

@@ -44,7 +44,9 @@ class SoftCrossEntropy(nn.Module):
 
 
 class FocalLoss(nn.Module):
-    def __init__(self, gamma: float = 2.0, alpha: float | None = None, smoothing: float = 0.0) -> None:
+    def __init__(
+        self, gamma: float = 2.0, alpha: float | None = None, smoothing: float = 0.0
+    ) -> None:
         super().__init__()
         self.gamma, self.alpha, self.smoothing = gamma, alpha, smoothing
 

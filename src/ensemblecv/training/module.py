@@ -28,7 +28,9 @@ class ClassifierModule(pl.LightningModule):
         from ..models import create_model
 
         self.cfg = ExperimentConfig.model_validate(config)
-        self.model = create_model(self.cfg.model, num_classes=num_classes, in_chans=self.cfg.data.channels)
+        self.model = create_model(
+            self.cfg.model, num_classes=num_classes, in_chans=self.cfg.data.channels
+        )
         self.num_classes = num_classes
         self.criterion = build_loss(self.cfg.train)
         self.batch_mix = build_batch_mix(self.cfg.augment, num_classes)
@@ -76,7 +78,14 @@ class ClassifierModule(pl.LightningModule):
                 "try a lower train.lr, gradient clipping (train.gradient_clip_val) or precision 32"
             )
         acc = (logits.argmax(1) == y).float().mean()
-        self.log("train_loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log(
+            "train_loss",
+            loss.detach(),
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(y),
+        )
         self.log("train_acc", acc, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 

@@ -21,13 +21,18 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.dim() <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     groups = _param_groups(model, cfg.weight_decay)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+        return torch.optim.SGD(
+            groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0
+        )
     if cfg.optimizer == "adam":
         return torch.optim.Adam(groups, lr=cfg.lr)
     return torch.optim.AdamW(groups, lr=cfg.lr)
@@ -43,19 +48,25 @@ def _cosine_with_warmup(total: int, warmup: int, min_ratio: float):
     return factor
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> dict | None:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+) -> dict | None:
     """A Lightning ``lr_scheduler`` dict, or None for a constant rate."""
     sched = torch.optim.lr_scheduler
     total = max(1, cfg.epochs * steps_per_epoch)
     if cfg.scheduler == "none":
         return None
     if cfg.scheduler == "plateau":
-        s = sched.ReduceLROnPlateau(optimizer, factor=cfg.gamma, patience=cfg.plateau_patience, min_lr=cfg.min_lr)
+        s = sched.ReduceLROnPlateau(
+            optimizer, factor=cfg.gamma, patience=cfg.plateau_patience, min_lr=cfg.min_lr
+        )
         return {"scheduler": s, "interval": "epoch", "monitor": "val_loss"}
     if cfg.scheduler == "step":
         s = sched.StepLR(optimizer, step_size=cfg.step_size * steps_per_epoch, gamma=cfg.gamma)
     elif cfg.scheduler == "multistep":
-        s = sched.MultiStepLR(optimizer, [m * steps_per_epoch for m in cfg.milestones], gamma=cfg.gamma)
+        s = sched.MultiStepLR(
+            optimizer, [m * steps_per_epoch for m in cfg.milestones], gamma=cfg.gamma
+        )
     elif cfg.scheduler == "onecycle":
         s = sched.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total)
     else:

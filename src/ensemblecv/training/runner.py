@@ -65,8 +65,12 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 
 
-def train(config: ExperimentConfig, folds: list[int] | None = None, resume: bool = False,
-          progress: bool = True) -> list[FoldResult]:
+def train(
+    config: ExperimentConfig,
+    folds: list[int] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> list[FoldResult]:
     """Train ``config`` on the listed folds (default: all, plus ``full`` if refit_full)."""
     _quiet_lightning()
     inputs = prepare_inputs(config, progress=progress)
@@ -93,14 +97,30 @@ def _fold_rows(inputs: RunInputs, fold: int | str) -> tuple[np.ndarray, np.ndarr
 def _callbacks(config: ExperimentConfig, fold_dir: Path, has_val: bool, progress: bool) -> list:
     cbs: list = [HistoryWriter(fold_dir / "history.csv")]
     if has_val:
-        cbs.append(ModelCheckpoint(dirpath=fold_dir, filename="best", monitor="val_loss", mode="min",
-                                   save_last=True, enable_version_counter=False))
+        cbs.append(
+            ModelCheckpoint(
+                dirpath=fold_dir,
+                filename="best",
+                monitor="val_loss",
+                mode="min",
+                save_last=True,
+                enable_version_counter=False,
+            )
+        )
     else:
-        cbs.append(ModelCheckpoint(dirpath=fold_dir, filename="best", save_last=True, enable_version_counter=False))
+        cbs.append(
+            ModelCheckpoint(
+                dirpath=fold_dir, filename="best", save_last=True, enable_version_counter=False
+            )
+        )
     es = config.train.early_stopping
     if es is not None and has_val:
         mode = es.mode or ("min" if es.monitor == "val_loss" else "max")
-        cbs.append(EarlyStopping(monitor=es.monitor, patience=es.patience, mode=mode, min_delta=es.min_delta))
+        cbs.append(
+            EarlyStopping(
+                monitor=es.monitor, patience=es.patience, mode=mode, min_delta=es.min_delta
+            )
+        )
     if progress:
         from lightning.pytorch.callbacks import RichProgressBar
 
@@ -108,7 +128,9 @@ def _callbacks(config: ExperimentConfig, fold_dir: Path, has_val: bool, progress
     return cbs
 
 
-def _trainer(config: ExperimentConfig, fold_dir: Path, callbacks: list, logger, has_val: bool) -> pl.Trainer:
+def _trainer(
+    config: ExperimentConfig, fold_dir: Path, callbacks: list, logger, has_val: bool
+) -> pl.Trainer:
     t = config.trainer
     extra = {k: v for k, v in (t.model_extra or {}).items()}
     return pl.Trainer(
@@ -132,8 +154,14 @@ def _trainer(config: ExperimentConfig, fold_dir: Path, callbacks: list, logger, 
     )
 
 
-def train_fold(config: ExperimentConfig, inputs: RunInputs, fold: int | str, run_dir: Path,
-               resume: bool, progress: bool) -> FoldResult:
+def train_fold(
+    config: ExperimentConfig,
+    inputs: RunInputs,
+    fold: int | str,
+    run_dir: Path,
+    resume: bool,
+    progress: bool,
+) -> FoldResult:
     fold_dir = run_dir / (f"fold_{fold}" if fold != "full" else "full")
     done = fold_dir / "done.json"
     if done.is_file():
@@ -141,8 +169,11 @@ def train_fold(config: ExperimentConfig, inputs: RunInputs, fold: int | str, run
     fold_dir.mkdir(parents=True, exist_ok=True)
     last = fold_dir / "last.ckpt"
     if last.is_file() and not resume:
-        warnings.warn(f"{fold_dir} holds an unfinished run; starting it over (use --resume to continue).",
-                      UserWarning, stacklevel=2)
+        warnings.warn(
+            f"{fold_dir} holds an unfinished run; starting it over (use --resume to continue).",
+            UserWarning,
+            stacklevel=2,
+        )
         for stale in ("last.ckpt", "best.ckpt", "history.csv"):
             (fold_dir / stale).unlink(missing_ok=True)
     train_rows, val_rows = _fold_rows(inputs, fold)
@@ -152,24 +183,57 @@ def train_fold(config: ExperimentConfig, inputs: RunInputs, fold: int | str, run
     spe = steps_per_epoch(len(train_rows), bs, config.train.accumulate_grad_batches)
     module = ClassifierModule(config.model_dump(mode="json"), inputs.num_classes, spe)
     pin = torch.cuda.is_available()
-    train_loader = make_loader(RowsDataset(inputs.source, train_rows, inputs.targets, inputs.train_tf),
-                               bs, seed, True, inputs.workers, pin)
-    val_loader = (make_loader(RowsDataset(inputs.source, val_rows, inputs.targets, inputs.eval_tf),
-                              bs * 2, seed, False, inputs.workers, pin) if len(val_rows) else None)
+    train_loader = make_loader(
+        RowsDataset(inputs.source, train_rows, inputs.targets, inputs.train_tf),
+        bs,
+        seed,
+        True,
+        inputs.workers,
+        pin,
+    )
+    val_loader = (
+        make_loader(
+            RowsDataset(inputs.source, val_rows, inputs.targets, inputs.eval_tf),
+            bs * 2,
+            seed,
+            False,
+            inputs.workers,
+            pin,
+        )
+        if len(val_rows)
+        else None
+    )
     logger = build_logger(config, inputs.workspace.root, config.run_name, fold_dir.name)
-    trainer = _trainer(config, fold_dir, _callbacks(config, fold_dir, val_loader is not None, progress),
-                       logger, val_loader is not None)
+    trainer = _trainer(
+        config,
+        fold_dir,
+        _callbacks(config, fold_dir, val_loader is not None, progress),
+        logger,
+        val_loader is not None,
+    )
     start = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume and last.is_file() else None)
-    result = _finish_fold(config, inputs, trainer, module, fold, fold_dir, val_rows, time.perf_counter() - start)
+    trainer.fit(
+        module, train_loader, val_loader, ckpt_path=str(last) if resume and last.is_file() else None
+    )
+    result = _finish_fold(
+        config, inputs, trainer, module, fold, fold_dir, val_rows, time.perf_counter() - start
+    )
     log_artifacts(logger, [run_dir / "config.yaml", fold_dir / "history.csv"])
     if logger is not None and hasattr(logger, "finalize"):
         logger.finalize("success")
     return result
 
 
-def _finish_fold(config, inputs: RunInputs, trainer: pl.Trainer, module: ClassifierModule, fold,
-                 fold_dir: Path, val_rows: np.ndarray, seconds: float) -> FoldResult:
+def _finish_fold(
+    config,
+    inputs: RunInputs,
+    trainer: pl.Trainer,
+    module: ClassifierModule,
+    fold,
+    fold_dir: Path,
+    val_rows: np.ndarray,
+    seconds: float,
+) -> FoldResult:
     """Reload the best weights, write OOF/test probabilities, then ``done.json``."""
     best = fold_dir / "best.ckpt"
     if best.is_file():
@@ -179,50 +243,79 @@ def _finish_fold(config, inputs: RunInputs, trainer: pl.Trainer, module: Classif
     history = pd.read_csv(fold_dir / "history.csv")
     best_epoch, val_loss, val_acc = None, None, None
     if len(val_rows):
-        probs = predict_probs(module, RowsDataset(inputs.source, val_rows, inputs.targets, inputs.eval_tf),
-                              config.train.batch_size * 2, device, inputs.workers)
+        probs = predict_probs(
+            module,
+            RowsDataset(inputs.source, val_rows, inputs.targets, inputs.eval_tf),
+            config.train.batch_size * 2,
+            device,
+            inputs.workers,
+        )
         _save_probs(fold_dir / "oof", probs, inputs, val_rows, fold)
         targets = inputs.targets[val_rows]
         val_acc = float((probs.argmax(1) == targets).mean())
-        val_loss = float(-np.log(np.clip(probs[np.arange(len(targets)), targets], 1e-12, None)).mean())
-        best_epoch = int(history.loc[history["val_loss"].idxmin(), "epoch"]) if history["val_loss"].notna().any() else None
+        val_loss = float(
+            -np.log(np.clip(probs[np.arange(len(targets)), targets], 1e-12, None)).mean()
+        )
+        best_epoch = (
+            int(history.loc[history["val_loss"].idxmin(), "epoch"])
+            if history["val_loss"].notna().any()
+            else None
+        )
     if inputs.test_source is not None:
         rows = np.arange(len(inputs.test_table))
         ds = RowsDataset(inputs.test_source, rows, inputs.test_targets, inputs.eval_tf)
         probs = predict_probs(module, ds, config.train.batch_size * 2, device, inputs.workers)
         _save_test_probs(fold_dir / "test", probs, inputs)
-    result = FoldResult(config.run_name, str(fold), "done", int(len(history)), best_epoch, val_loss, val_acc,
-                        round(seconds, 2))
+    result = FoldResult(
+        config.run_name,
+        str(fold),
+        "done",
+        int(len(history)),
+        best_epoch,
+        val_loss,
+        val_acc,
+        round(seconds, 2),
+    )
     atomic_write_text(fold_dir / "done.json", json.dumps(asdict(result), indent=1))
     return result
 
 
 @torch.no_grad()
-def predict_probs(module: ClassifierModule, dataset: RowsDataset, batch_size: int, device, workers: int) -> np.ndarray:
+def predict_probs(
+    module: ClassifierModule, dataset: RowsDataset, batch_size: int, device, workers: int
+) -> np.ndarray:
     """Softmax probabilities (float32, rows in dataset order)."""
     module.eval().to(device)
     loader = make_loader(dataset, batch_size, 0, False, workers, device.type == "cuda")
     out = []
     for x, _, _ in loader:
         out.append(torch.softmax(module(x.to(device)).float(), dim=1).cpu().numpy())
-    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, module.num_classes), np.float32)
+    return (
+        np.concatenate(out).astype(np.float32)
+        if out
+        else np.zeros((0, module.num_classes), np.float32)
+    )
 
 
 def _save_probs(prefix: Path, probs: np.ndarray, inputs: RunInputs, rows: np.ndarray, fold) -> None:
     np.save(prefix.with_name(prefix.name + "_probs.npy"), probs)
-    pd.DataFrame({
-        "sample_id": inputs.folds["sample_id"].to_numpy()[rows],
-        "target": inputs.targets[rows],
-        "fold": fold,
-    }).to_parquet(prefix.with_name(prefix.name + "_samples.parquet"), index=False)
+    pd.DataFrame(
+        {
+            "sample_id": inputs.folds["sample_id"].to_numpy()[rows],
+            "target": inputs.targets[rows],
+            "fold": fold,
+        }
+    ).to_parquet(prefix.with_name(prefix.name + "_samples.parquet"), index=False)
 
 
 def _save_test_probs(prefix: Path, probs: np.ndarray, inputs: RunInputs) -> None:
     np.save(prefix.with_name(prefix.name + "_probs.npy"), probs)
-    pd.DataFrame({
-        "sample_id": inputs.test_table.frame["sample_id"].to_numpy(),
-        "target": inputs.test_targets,
-    }).to_parquet(prefix.with_name(prefix.name + "_samples.parquet"), index=False)
+    pd.DataFrame(
+        {
+            "sample_id": inputs.test_table.frame["sample_id"].to_numpy(),
+            "target": inputs.test_targets,
+        }
+    ).to_parquet(prefix.with_name(prefix.name + "_samples.parquet"), index=False)
 
 
 __all__ = ["FoldResult", "train", "train_fold", "predict_probs", "DataError"]

@@ -38,14 +38,18 @@ def build_logger(config: ExperimentConfig, workspace: Path, run_name: str, fold:
         try:
             from lightning.pytorch.loggers import WandbLogger
 
-            logger = WandbLogger(project=experiment, name=f"{run_name}/{fold}", save_dir=str(workspace))
+            logger = WandbLogger(
+                project=experiment, name=f"{run_name}/{fold}", save_dir=str(workspace)
+            )
         except ModuleNotFoundError as exc:
             raise ConfigError("tracking.backend 'wandb' needs `pip install wandb`.") from exc
     else:
         try:
             from lightning.pytorch.loggers import MLFlowLogger
         except ModuleNotFoundError as exc:  # pragma: no cover - mlflow is a dependency
-            raise ConfigError("MLflow is not installed: `pip install mlflow` or set tracking: none.") from exc
+            raise ConfigError(
+                "MLflow is not installed: `pip install mlflow` or set tracking: none."
+            ) from exc
         logger = MLFlowLogger(
             experiment_name=experiment,
             run_name=f"{run_name}/{fold}",

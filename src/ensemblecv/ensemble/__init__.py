@@ -1,0 +1,26 @@
+"""Ensembles fitted on out-of-fold predictions and scored with nested folds.
+
+The estimator names and signatures here are a public contract (scikit-learn
+style: ``fit(probas, y)`` returns self, learned attributes end in ``_``).
+"""
+
+from .build import build_ensembles, load_spec
+from .leaderboard import nested_oof
+from .methods import (
+    EnsembleSelection,
+    GeometricMean,
+    HardVoting,
+    SoftVoting,
+    Stacking,
+    WeightedAverage,
+    get_method,
+    list_methods,
+)
+from .metrics import accuracy, balanced_accuracy, log_loss
+from .store import PredictionStore
+
+__all__ = [
+    "EnsembleSelection", "GeometricMean", "HardVoting", "PredictionStore", "SoftVoting", "Stacking",
+    "WeightedAverage", "accuracy", "balanced_accuracy", "build_ensembles", "get_method",
+    "list_methods", "load_spec", "log_loss", "nested_oof",
+]  # fmt: skip

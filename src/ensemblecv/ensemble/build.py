@@ -1,0 +1,88 @@
+"""``ensemblecv ensemble``: fit every method on the store, write leaderboard and specs."""
+
+from __future__ import annotations
+
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from ..errors import EnsembleCVError
+from ..training.callbacks import atomic_write_text
+from .leaderboard import DEFAULT_METHODS, ensemble_row, fit_method, rank, single_model_rows
+from .methods import list_methods
+from .store import PredictionStore
+
+
+def _spec(name: str, method: str, params: dict, members: list[str], weights, scores: dict) -> dict:
+    """A reproducible description: refitting ``method(**params)`` on the members' OOF gives it back."""
+    return {
+        "name": name,
+        "method": method,
+        "params": {k: v for k, v in params.items() if isinstance(v, (int, float, str, bool, list, type(None)))},
+        "members": list(members),
+        "weights": None if weights is None else {m: float(w) for m, w in zip(members, weights)},
+        "scores": scores,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def build_ensembles(workspace: str | Path, methods: list[str] | None = None, metric: str = "accuracy",
+                    runs: list[str] | None = None) -> pd.DataFrame:
+    """Score every run and every ensemble method; write ``leaderboard.csv`` and ``ensembles/*.yaml``.
+
+    Returns the leaderboard, best first by the honest (nested) CV ``metric``.
+    """
+    store = PredictionStore(workspace)
+    for name, why in store.incomplete.items():
+        warnings.warn(f"Run {name!r} is left out: {why}.", UserWarning, stacklevel=2)
+    names = runs or store.names
+    if not names:
+        raise EnsembleCVError(f"No finished runs in {store.workspace.root}; run `ensemblecv train` first.")
+    methods = methods or DEFAULT_METHODS
+    unknown = [m for m in methods if m not in list_methods()]
+    if unknown:
+        raise EnsembleCVError(f"Unknown ensemble method(s) {unknown}; available: {', '.join(list_methods())}.")
+    rows = [r for r in single_model_rows(store) if r["name"] in names]
+    specs = {r["name"]: _spec(r["name"], "single", {}, [r["name"]], [1.0], _scores_of(r)) for r in rows}
+    if len(names) >= 2:
+        for method in methods:
+            result = fit_method(store, method, metric, names)
+            row = ensemble_row(result)
+            rows.append(row)
+            specs[result.name] = _spec(result.name, method, result.params, result.members, result.weights,
+                                       _scores_of(row))
+    board = rank(pd.DataFrame(rows), metric)
+    out = store.workspace.root
+    board.to_csv(out / "leaderboard.csv", index=False)
+    ens_dir = out / "ensembles"
+    ens_dir.mkdir(exist_ok=True)
+    for name, spec in specs.items():
+        atomic_write_text(ens_dir / f"{name}.yaml", yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
+    best = dict(specs[board.loc[0, "name"]], alias="best")
+    atomic_write_text(ens_dir / "best.yaml", yaml.safe_dump(best, sort_keys=False, allow_unicode=True))
+    return board
+
+
+def _scores_of(row: dict) -> dict:
+    groups = {"cv": {}, "optimistic": {}, "test": {}}
+    for k, v in row.items():
+        if k in ("accuracy", "balanced_accuracy", "log_loss"):
+            groups["cv"][k] = float(v)
+        elif k.startswith("optimistic_"):
+            groups["optimistic"][k[len("optimistic_"):]] = float(v)
+        elif k.startswith("test_"):
+            groups["test"][k[len("test_"):]] = float(v)
+    return {k: v for k, v in groups.items() if v}
+
+
+def load_spec(workspace: str | Path, name: str = "best") -> dict:
+    path = Path(workspace) / "ensembles" / f"{name}.yaml"
+    if not path.is_file():
+        available = sorted(p.stem for p in (Path(workspace) / "ensembles").glob("*.yaml"))
+        raise EnsembleCVError(
+            f"No ensemble {name!r} in {workspace}. Available: {', '.join(available) or 'none (run `ensemblecv ensemble`)'}."
+        )
+    return yaml.safe_load(path.read_text(encoding="utf-8"))

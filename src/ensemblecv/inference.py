@@ -1,0 +1,193 @@
+"""Predict new images with a run or an ensemble: ``ensemblecv predict``.
+
+Images are decoded once and kept in memory (when they fit) while every member
+model and fold checkpoint runs over them; members that share preprocessing
+also share the resized copy. Fold models of one run are averaged; a run's
+``refit_full`` model replaces its folds when present.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .config import ExperimentConfig
+from .data.samples import SampleTable, load_samples
+from .data.scan import scan_table
+from .ensemble.build import load_spec
+from .ensemble.leaderboard import build_method
+from .ensemble.store import PredictionStore
+from .errors import EnsembleCVError
+from .training.data import ImageSource, RowsDataset, make_loader
+from .training.module import ClassifierModule
+
+TTA_MODES = ("hflip",)
+
+
+def load_module(ckpt: Path, device: torch.device) -> ClassifierModule:
+    """Rebuild a trained module from its checkpoint without touching the network.
+
+    The saved config may say ``pretrained: true``; the weights are in the
+    checkpoint, so the hub is never asked again.
+    """
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    hp = copy.deepcopy(state["hyper_parameters"])
+    hp["config"]["model"]["pretrained"] = False
+    module = ClassifierModule(**hp)
+    module.load_state_dict(state["state_dict"])
+    return module.eval().to(device)
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    full = run_dir / "full" / "last.ckpt"
+    if (run_dir / "full" / "done.json").is_file() and full.is_file():
+        return [full]
+    found = sorted(run_dir.glob("fold_*/best.ckpt")) or sorted(run_dir.glob("fold_*/last.ckpt"))
+    if not found:
+        raise EnsembleCVError(f"Run {run_dir.name} has no checkpoints in {run_dir}.")
+    return found
+
+
+class _Decoded:
+    """Decoded full-size images by row, shared by every preprocessing group."""
+
+    def __init__(self, table: SampleTable, channels: int) -> None:
+        from .data.dataset import ImageDataset
+
+        self.loader = ImageDataset(table, channels=channels)
+        self.images = [self.loader.load(i)[0] for i in range(len(table))]
+
+    def load(self, index: int):
+        return self.images[index], True
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+@dataclass
+class MemberPrediction:
+    run: str
+    probs: np.ndarray  # (N, C) float32, mean over the run's checkpoints (and TTA views)
+
+
+@torch.no_grad()
+def _predict_run(run_dir: Path, source: ImageSource, eval_tf, tta: list[str], batch_size: int,
+                 device: torch.device) -> np.ndarray:
+    rows = np.arange(len(source))
+    ds = RowsDataset(source, rows, np.zeros(len(rows), dtype=np.int64), eval_tf)
+    loader = make_loader(ds, batch_size, 0, False, 0, device.type == "cuda")
+    total, views = None, 0
+    for ckpt in checkpoints(run_dir):
+        module = load_module(ckpt, device)
+        for flip in [False, True] if "hflip" in tta else [False]:
+            out = []
+            for x, _, _ in loader:
+                x = x.to(device)
+                out.append(torch.softmax(module(torch.flip(x, dims=[3]) if flip else x).float(), 1).cpu().numpy())
+            probs = np.concatenate(out).astype(np.float64)
+            total = probs if total is None else total + probs
+            views += 1
+    return (total / views).astype(np.float32)
+
+
+def predict_members(workspace: Path, runs: list[str], table: SampleTable, tta: list[str] | None = None,
+                    batch_size: int = 256) -> list[MemberPrediction]:
+    """Probabilities of each run for every row of ``table`` (decoded once per channel count)."""
+    from .augment import build_resize, build_transforms, resolve_normalization
+    from .workspace import Workspace
+
+    bad = [t for t in tta or [] if t not in TTA_MODES]
+    if bad:
+        raise EnsembleCVError(f"Unknown TTA mode(s) {bad}; available: {', '.join(TTA_MODES)}.")
+    ws = Workspace(Path(workspace))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    decoded: dict[int, _Decoded] = {}
+    sources: dict[tuple, ImageSource] = {}
+    out = []
+    for run in runs:
+        cfg = ExperimentConfig.model_validate(_run_config(ws.run_dir(run)))
+        data = cfg.data
+        if data.channels not in decoded:
+            decoded[data.channels] = _Decoded(table, data.channels)
+        key = (data.channels, data.image_size, data.resize)
+        if key not in sources:
+            src = ImageSource.__new__(ImageSource)
+            src.loader, src.resize, src.cache = decoded[data.channels], build_resize(data), None
+            sources[key] = src
+        mean, std = resolve_normalization(data.normalize, data.channels, ws.normalization())
+        _, eval_tf = build_transforms(data, cfg.augment, mean, std, include_resize=False)
+        probs = _predict_run(ws.run_dir(run), sources[key], eval_tf, list(tta or []), batch_size, device)
+        out.append(MemberPrediction(run, probs))
+    return out
+
+
+def _run_config(run_dir: Path) -> dict:
+    import yaml
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise EnsembleCVError(f"{run_dir} has no config.yaml; is it a run folder?")
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def resolve_spec(workspace: Path, name: str) -> dict:
+    """An ensemble spec by name (``best`` by default), or a single run given by its name."""
+    if (Path(workspace) / "ensembles" / f"{name}.yaml").is_file() or name == "best":
+        return load_spec(workspace, name)
+    if (Path(workspace) / "runs" / name / "config.yaml").is_file():
+        return {"name": name, "method": "single", "members": [name], "weights": {name: 1.0}, "params": {}}
+    return load_spec(workspace, name)  # raises with the list of what exists
+
+
+def combine(spec: dict, workspace: Path, members: list[MemberPrediction]) -> np.ndarray:
+    """Apply the spec: weights for weighted averages, a refit on the stored OOF otherwise."""
+    probs = [m.probs for m in members]
+    if spec["method"] == "single":
+        return probs[0].astype(np.float64)
+    if spec.get("weights") and spec["method"] in ("ensemble_selection", "soft_voting", "weighted_average"):
+        w = np.array([spec["weights"][m.run] for m in members])
+        return sum(wi * p.astype(np.float64) for wi, p in zip(w, probs))
+    store = PredictionStore(workspace)
+    method = build_method(spec["method"], spec.get("params", {}).get("metric", "accuracy"), spec.get("params"))
+    method.fit(store.oof_list([m.run for m in members]), store.y)
+    return method.predict_proba(probs)
+
+
+def predict(workspace: str | Path, data: str, ensemble: str = "best", tta: list[str] | None = None,
+            progress=None) -> tuple[pd.DataFrame, np.ndarray, SampleTable, list[str]]:
+    """Predict ``data`` with ``ensemble``; returns (submission frame, probabilities, table, classes)."""
+    from .data.samples import load_classes
+
+    workspace = Path(workspace)
+    classes = load_classes(workspace / "classes.json")
+    spec = resolve_spec(workspace, ensemble)
+    table = load_samples(data)
+    scan = scan_table(table, progress=progress)
+    bad = ~scan.ok
+    if bad.any():
+        listing = "\n".join(f"  - {p}" for p in table.frame.loc[bad, "path"].head(10))
+        warnings.warn(f"{int(bad.sum())} test image(s) cannot be read; their rows get no prediction:\n{listing}",
+                      UserWarning, stacklevel=2)
+    members = predict_members(workspace, list(spec["members"]), table, tta)
+    probs = combine(spec, workspace, members)
+    probs[bad] = np.nan
+    return _submission(table, probs, classes, bad), probs, table, classes
+
+
+def _submission(table: SampleTable, probs: np.ndarray, classes: list[str], bad: np.ndarray) -> pd.DataFrame:
+    """Input rows in order with their own columns, plus predicted ``target`` and ``class_name``."""
+    if table.extra is not None:
+        frame = table.extra.copy()
+        frame.insert(min(1, len(frame.columns)), "image_path", table.frame["sample_id"].to_numpy())
+    else:
+        frame = pd.DataFrame({"image_path": table.frame["sample_id"].to_numpy()})
+    pred = np.where(bad, -1, np.nan_to_num(probs, nan=0.0).argmax(1))
+    frame["target"] = pd.array(np.where(bad, None, pred), dtype="Int64")
+    frame["class_name"] = [None if b else classes[p] for p, b in zip(pred, bad)]
+    return frame
