@@ -110,7 +110,9 @@ def predict_members(workspace: Path, runs: list[str], table: SampleTable, tta: l
     decoded: dict[int, _Decoded] = {}
     sources: dict[tuple, ImageSource] = {}
     out = []
-    for run in runs:
+    for member in runs:
+        # "NAME+tta" is run NAME predicted with its mirrored view averaged in.
+        run, member_tta = (member[:-4], ["hflip"]) if member.endswith("+tta") else (member, [])
         cfg = ExperimentConfig.model_validate(_run_config(ws.run_dir(run)))
         data = cfg.data
         if data.channels not in decoded:
@@ -122,8 +124,9 @@ def predict_members(workspace: Path, runs: list[str], table: SampleTable, tta: l
             sources[key] = src
         mean, std = resolve_normalization(data.normalize, data.channels, ws.normalization())
         _, eval_tf = build_transforms(data, cfg.augment, mean, std, include_resize=False)
-        probs = _predict_run(ws.run_dir(run), sources[key], eval_tf, list(tta or []), batch_size, device)
-        out.append(MemberPrediction(run, probs))
+        views = sorted(set(tta or []) | set(member_tta))
+        probs = _predict_run(ws.run_dir(run), sources[key], eval_tf, views, batch_size, device)
+        out.append(MemberPrediction(member, probs))
     return out
 
 

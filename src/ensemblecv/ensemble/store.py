@@ -29,6 +29,8 @@ class RunRecord:
     folds: list[str]
     has_full: bool
     config: dict = field(default_factory=dict)
+    #: "" for plain predictions, "_tta" for the test-time-augmented variant ``NAME+tta``.
+    variant: str = ""
 
 
 class PredictionStore:
@@ -62,8 +64,14 @@ class PredictionStore:
                 continue
             cfg_path = run_dir / "config.yaml"
             config = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
-            runs[run_dir.name] = RunRecord(run_dir.name, run_dir, [f"fold_{k}" for k in done],
-                                           (run_dir / "full" / "done.json").is_file(), config)
+            record = RunRecord(run_dir.name, run_dir, [f"fold_{k}" for k in done],
+                               (run_dir / "full" / "done.json").is_file(), config)
+            runs[record.name] = record
+            # A run trained with train.tta also stored mirrored predictions: it enters
+            # the leaderboard as NAME+tta, so TTA's gain is measured on OOF like any choice.
+            if all((run_dir / f / "oof_tta_probs.npy").is_file() for f in record.folds):
+                runs[f"{record.name}+tta"] = RunRecord(f"{record.name}+tta", run_dir, record.folds,
+                                                       record.has_full, config, "_tta")
         return runs, incomplete
 
     @property
@@ -86,8 +94,9 @@ class PredictionStore:
         position = pd.Series(np.arange(len(self.sample_ids)), index=self.sample_ids)
         out = np.full((len(self.sample_ids), len(self.classes)), np.nan, dtype=np.float32)
         for fold in record.folds:
-            probs = np.load(record.path / fold / "oof_probs.npy", mmap_mode="r")
-            ids = pd.read_parquet(record.path / fold / "oof_samples.parquet", columns=["sample_id"])["sample_id"]
+            probs = np.load(record.path / fold / f"oof{record.variant}_probs.npy", mmap_mode="r")
+            samples = record.path / fold / f"oof{record.variant}_samples.parquet"
+            ids = pd.read_parquet(samples, columns=["sample_id"])["sample_id"]
             rows = position.reindex(ids.to_numpy()).to_numpy()
             if np.isnan(rows).any():
                 raise EnsembleCVError(f"{record.path / fold} has predictions for samples not in the fold table.")
@@ -103,13 +112,14 @@ class PredictionStore:
         """Test probabilities of run ``name``: the refit-on-all model if any, else the fold mean."""
         record = self._record(name)
         parts = [record.path / "full"] if record.has_full else [record.path / f for f in record.folds]
-        if not all((p / "test_probs.npy").is_file() for p in parts):
+        stem = f"test{record.variant}"
+        if not all((p / f"{stem}_probs.npy").is_file() for p in parts):
             return None
         mean = None
         for p in parts:
-            arr = np.load(p / "test_probs.npy").astype(np.float64)
+            arr = np.load(p / f"{stem}_probs.npy").astype(np.float64)
             mean = arr if mean is None else mean + arr
-        samples = pd.read_parquet(parts[0] / "test_samples.parquet")
+        samples = pd.read_parquet(parts[0] / f"{stem}_samples.parquet")
         return (mean / len(parts)).astype(np.float32), samples
 
     def fold_result(self, name: str) -> list[dict]:

@@ -136,9 +136,16 @@ class SeededSampler(Sampler):
 
 
 def make_loader(
-    dataset: RowsDataset, batch_size: int, seed: int, train: bool, workers: int, pin_memory: bool
+    dataset: RowsDataset,
+    batch_size: int,
+    seed: int,
+    train: bool,
+    workers: int,
+    pin_memory: bool,
+    counts: np.ndarray | None = None,
 ) -> DataLoader:
-    sampler = SeededSampler(len(dataset), seed, shuffle=train) if train else None
+    """``counts`` (per position) repeats rows, for bootstrap resamples."""
+    sampler = SeededSampler(len(dataset), seed, shuffle=train, counts=counts) if train else None
     return DataLoader(
         dataset,
         batch_size=batch_size,

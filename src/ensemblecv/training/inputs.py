@@ -47,6 +47,16 @@ def _progress(enabled: bool, label: str, total: int):
     return progress_bar(label, total)
 
 
+def limited(table: SampleTable, limit: int | None) -> SampleTable:
+    """At most ``limit`` samples, taking classes in turn (see ``data.limit``)."""
+    if limit is None or limit >= len(table):
+        return table
+    from ..data.export import balanced_subset
+
+    keep = balanced_subset(table.frame["label"].to_numpy(), limit)
+    return table.subset(np.isin(np.arange(len(table)), keep))
+
+
 def open_workspace(config: ExperimentConfig, progress: bool = True) -> Workspace:
     """The config's workspace, prepared from ``data.train`` if it is new."""
     ws = Workspace(Path(config.workspace))
@@ -65,7 +75,7 @@ def open_workspace(config: ExperimentConfig, progress: bool = True) -> Workspace
                 f"set data.folds={info['folds']} or use a new workspace."
             )
         return ws
-    table = load_samples(data.train)
+    table = limited(load_samples(data.train), data.limit)
     with _progress(progress, "scan", len(table)) as advance:
         scan = scan_table(table, progress=advance)
     return prepare_workspace(

@@ -81,9 +81,26 @@ def train(
         raise ConfigError(f"--folds {bad} out of range: this workspace has folds 0..{n_folds - 1}.")
     if config.train.refit_full and folds is None:
         todo.append("full")
-    run_dir = inputs.workspace.run_dir(config.run_name)
-    _check_run_dir(run_dir, config)
-    return [train_fold(config, inputs, fold, run_dir, resume, progress) for fold in todo]
+    results = []
+    for member in bag_members(config):
+        run_dir = inputs.workspace.run_dir(member.run_name)
+        _check_run_dir(run_dir, member)
+        results += [train_fold(member, inputs, fold, run_dir, resume, progress) for fold in todo]
+    return results
+
+
+def bag_members(config: ExperimentConfig) -> list[ExperimentConfig]:
+    """``train.repeats: N`` → N configs ``NAME_r0..`` with their own seeds (and bootstrap samples).
+
+    Each member is an ordinary run, so it enters the ensembles like any other.
+    """
+    if config.train.repeats == 1:
+        return [config]
+    members = []
+    for r in range(config.train.repeats):
+        train_cfg = config.train.model_copy(update={"repeats": 1, "seed": config.train.seed + r})
+        members.append(config.model_copy(update={"name": f"{config.run_name}_r{r}", "train": train_cfg}))
+    return members
 
 
 def _fold_rows(inputs: RunInputs, fold: int | str) -> tuple[np.ndarray, np.ndarray]:
@@ -183,14 +200,13 @@ def train_fold(
     spe = steps_per_epoch(len(train_rows), bs, config.train.accumulate_grad_batches)
     module = ClassifierModule(config.model_dump(mode="json"), inputs.num_classes, spe)
     pin = torch.cuda.is_available()
-    train_loader = make_loader(
-        RowsDataset(inputs.source, train_rows, inputs.targets, inputs.train_tf),
-        bs,
-        seed,
-        True,
-        inputs.workers,
-        pin,
-    )
+    counts = None
+    if config.train.bootstrap:
+        rng = np.random.default_rng(mix_seed(seed, 7))
+        draws = rng.integers(0, len(train_rows), len(train_rows))
+        counts = np.bincount(draws, minlength=len(train_rows))
+    train_ds = RowsDataset(inputs.source, train_rows, inputs.targets, inputs.train_tf)
+    train_loader = make_loader(train_ds, bs, seed, True, inputs.workers, pin, counts=counts)
     val_loader = (
         make_loader(
             RowsDataset(inputs.source, val_rows, inputs.targets, inputs.eval_tf),
@@ -251,6 +267,11 @@ def _finish_fold(
             inputs.workers,
         )
         _save_probs(fold_dir / "oof", probs, inputs, val_rows, fold)
+        if "hflip" in config.train.tta:
+            ds = RowsDataset(inputs.source, val_rows, inputs.targets, inputs.eval_tf)
+            bs = config.train.batch_size * 2
+            tta = predict_probs(module, ds, bs, device, inputs.workers, hflip=True)
+            _save_probs(fold_dir / "oof_tta", tta, inputs, val_rows, fold)
         targets = inputs.targets[val_rows]
         val_acc = float((probs.argmax(1) == targets).mean())
         val_loss = float(
@@ -266,6 +287,10 @@ def _finish_fold(
         ds = RowsDataset(inputs.test_source, rows, inputs.test_targets, inputs.eval_tf)
         probs = predict_probs(module, ds, config.train.batch_size * 2, device, inputs.workers)
         _save_test_probs(fold_dir / "test", probs, inputs)
+        if "hflip" in config.train.tta:
+            bs = config.train.batch_size * 2
+            tta = predict_probs(module, ds, bs, device, inputs.workers, hflip=True)
+            _save_test_probs(fold_dir / "test_tta", tta, inputs)
     result = FoldResult(
         config.run_name,
         str(fold),
@@ -282,14 +307,23 @@ def _finish_fold(
 
 @torch.no_grad()
 def predict_probs(
-    module: ClassifierModule, dataset: RowsDataset, batch_size: int, device, workers: int
+    module: ClassifierModule,
+    dataset: RowsDataset,
+    batch_size: int,
+    device,
+    workers: int,
+    hflip: bool = False,
 ) -> np.ndarray:
-    """Softmax probabilities (float32, rows in dataset order)."""
+    """Softmax probabilities (float32, rows in dataset order); ``hflip`` averages in the mirror."""
     module.eval().to(device)
     loader = make_loader(dataset, batch_size, 0, False, workers, device.type == "cuda")
     out = []
     for x, _, _ in loader:
-        out.append(torch.softmax(module(x.to(device)).float(), dim=1).cpu().numpy())
+        x = x.to(device)
+        p = torch.softmax(module(x).float(), dim=1)
+        if hflip:
+            p = (p + torch.softmax(module(torch.flip(x, dims=[3])).float(), dim=1)) / 2
+        out.append(p.cpu().numpy())
     return (
         np.concatenate(out).astype(np.float32)
         if out
