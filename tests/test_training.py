@@ -339,3 +339,29 @@ def test_cli_train_prints_results(bars_dataset, tmp_path):
     assert "Results" in result.output and "done" in result.output
     done = json.loads((tmp_path / "ws/runs/mnist_cnn/fold_1/done.json").read_text())
     assert done["status"] == "done" and 0 <= done["val_acc"] <= 1
+
+
+def test_bagging_repeats_are_separate_runs_with_different_members(bars_dataset, tmp_path):
+    cfg = _config(bars_dataset, tmp_path / "ws", "train.repeats=2", "train.bootstrap=true", "name=bag")
+    results = train(cfg, folds=[0], progress=False)
+    assert sorted({r.run for r in results}) == ["bag_r0", "bag_r1"]
+    a, b = (np.load(tmp_path / f"ws/runs/bag_r{i}/fold_0/oof_probs.npy") for i in range(2))
+    assert a.shape == b.shape and not np.allclose(a, b)
+    import yaml
+
+    saved = yaml.safe_load((tmp_path / "ws/runs/bag_r1/config.yaml").read_text())
+    assert saved["train"]["seed"] == 1 and saved["train"]["repeats"] == 1 and saved["train"]["bootstrap"]
+
+
+def test_tta_variant_enters_the_store_and_leaderboard(bars_dataset, tmp_path):
+    from ensemblecv.ensemble import PredictionStore, build_ensembles
+
+    cfg = _config(bars_dataset, tmp_path / "ws", "train.tta=[hflip]", "name=flip")
+    train(cfg, progress=False)
+    store = PredictionStore(tmp_path / "ws")
+    assert store.names == ["flip", "flip+tta"]
+    plain, tta = store.oof("flip"), store.oof("flip+tta")
+    np.testing.assert_allclose(tta.sum(1), 1.0, atol=1e-5)
+    assert not np.allclose(plain, tta)  # the mirrored view changes predictions
+    board = build_ensembles(tmp_path / "ws", methods=["soft_voting"])
+    assert set(board["name"]) == {"flip", "flip+tta", "soft_voting"}

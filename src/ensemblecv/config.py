@@ -46,6 +46,7 @@ class DataConfig(_Strict):
     limit: int | None = Field(
         None, ge=1, description="use at most N training images, classes balanced (quick experiments)"
     )
+    test_limit: int | None = Field(None, ge=1, description="use at most N test images, classes balanced")
     strict: bool = Field(False, description="abort on unreadable files instead of excluding them")
     num_workers: int | None = Field(None, ge=0, description="DataLoader workers; None = auto")
     cache_ram_mb: int = Field(

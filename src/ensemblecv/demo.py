@@ -21,15 +21,18 @@ def demo_dataset() -> str:
     return "fashion-mnist" if builtin.fashion_mnist_available() else "digits"
 
 
-def demo_configs(workspace: Path, fast: bool, dataset: str | None = None) -> list[ExperimentConfig]:
+def demo_configs(workspace: Path, fast: bool, dataset: str | None = None,
+                 epochs: int | None = None) -> list[ExperimentConfig]:
     """One config per demo model, sharing data settings (so they share folds)."""
     dataset = dataset or demo_dataset()
     small = dataset == "digits"
     data = {
         "train": dataset, "test": f"{dataset}:test", "image_size": 16 if small else 28, "channels": 1,
-        "folds": 3, "resize": "stretch", "limit": 6000 if fast and not small else None,
+        "folds": 3, "resize": "stretch", "limit": (5000 if fast else 15000) if not small else None,
+        "test_limit": 2000 if fast and not small else None,
     }
-    train = {"epochs": (4 if fast else 10) if not small else 8, "batch_size": 128, "lr": 0.002,
+    default_epochs = (4 if fast else 8) if not small else 8
+    train = {"epochs": epochs or default_epochs, "batch_size": 128, "lr": 0.002,
              "weight_decay": 0.01, "scheduler": "cosine", "seed": 0}
     configs = []
     for name in DEMO_MODELS:
@@ -40,7 +43,7 @@ def demo_configs(workspace: Path, fast: bool, dataset: str | None = None) -> lis
 
 
 def run_demo(workspace: Path, fast: bool = False, console: Console | None = None,
-             progress: bool = True) -> dict:
+             progress: bool = True, dataset: str | None = None, epochs: int | None = None) -> dict:
     """Run the whole chain; returns the test accuracies of the best ensemble and best single model."""
     from .audit import run_audit, summarize
     from .ensemble import build_ensembles
@@ -49,7 +52,7 @@ def run_demo(workspace: Path, fast: bool = False, console: Console | None = None
     from .training.inputs import limited, open_workspace
 
     console = console or Console()
-    configs = demo_configs(workspace, fast)
+    configs = demo_configs(workspace, fast, dataset, epochs)
     first = configs[0]
     console.rule(f"[bold]ensemblecv demo[/] on {first.data.train}" + (" (fast)" if fast else ""))
     if first.data.train == "digits":
@@ -70,7 +73,8 @@ def run_demo(workspace: Path, fast: bool = False, console: Console | None = None
     print_leaderboard(board, "accuracy")
     best = board.loc[0]
     console.rule(f"predict {first.data.test} with '{best['name']}'")
-    frame, probs, table, _ = predict(workspace, first.data.test, "best")
+    test_table = limited(load_samples(first.data.test), first.data.test_limit)
+    frame, probs, table, _ = predict(workspace, test_table, "best")
     frame.to_csv(workspace / "submission.csv", index=False)
     truth = table.frame["label"].to_numpy()
     ensemble_acc = float((probs.argmax(1) == truth).mean())

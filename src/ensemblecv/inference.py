@@ -162,7 +162,7 @@ def combine(spec: dict, workspace: Path, members: list[MemberPrediction]) -> np.
     return method.predict_proba(probs)
 
 
-def predict(workspace: str | Path, data: str, ensemble: str = "best", tta: list[str] | None = None,
+def predict(workspace: str | Path, data: str | SampleTable, ensemble: str = "best", tta: list[str] | None = None,
             progress=None) -> tuple[pd.DataFrame, np.ndarray, SampleTable, list[str]]:
     """Predict ``data`` with ``ensemble``; returns (submission frame, probabilities, table, classes)."""
     from .data.samples import load_classes
@@ -170,7 +170,7 @@ def predict(workspace: str | Path, data: str, ensemble: str = "best", tta: list[
     workspace = Path(workspace)
     classes = load_classes(workspace / "classes.json")
     spec = resolve_spec(workspace, ensemble)
-    table = load_samples(data)
+    table = data if isinstance(data, SampleTable) else load_samples(data)
     scan = scan_table(table, progress=progress)
     bad = ~scan.ok
     if bad.any():

@@ -87,7 +87,7 @@ def _load_test(
     config: ExperimentConfig, classes: list[str], progress: bool
 ) -> tuple[SampleTable, np.ndarray]:
     """The test table (bad files excluded, listed) and targets mapped to the workspace classes."""
-    table = load_samples(config.data.test)
+    table = limited(load_samples(config.data.test), config.data.test_limit)
     with _progress(progress, "scan test", len(table)) as advance:
         scan = scan_table(table, progress=advance)
     table = exclude_bad(

@@ -146,10 +146,11 @@ def _callbacks(config: ExperimentConfig, fold_dir: Path, has_val: bool, progress
 
 
 def _trainer(
-    config: ExperimentConfig, fold_dir: Path, callbacks: list, logger, has_val: bool
+    config: ExperimentConfig, fold_dir: Path, callbacks: list, logger, has_val: bool, batches: int
 ) -> pl.Trainer:
     t = config.trainer
-    extra = {k: v for k, v in (t.model_extra or {}).items()}
+    extra = {"log_every_n_steps": max(1, min(50, batches))}  # Lightning warns above the batch count
+    extra.update(t.model_extra or {})
     return pl.Trainer(
         default_root_dir=str(fold_dir),
         max_epochs=config.train.epochs,
@@ -166,7 +167,6 @@ def _trainer(
         num_sanity_val_steps=0,
         **({} if has_val else {"limit_val_batches": 0}),
         deterministic="warn",
-        log_every_n_steps=10,
         **extra,
     )
 
@@ -226,6 +226,7 @@ def train_fold(
         _callbacks(config, fold_dir, val_loader is not None, progress),
         logger,
         val_loader is not None,
+        len(train_loader),
     )
     start = time.perf_counter()
     trainer.fit(

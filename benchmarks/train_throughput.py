@@ -1,0 +1,112 @@
+"""Training throughput: ensemblecv's engine vs a minimal hand-written PyTorch loop.
+
+Same timm model, same images (a Fashion-MNIST subset, or digits when it is not
+installed), same batch size, precision and optimizer. Each side runs in its
+own subprocess so peak memory is measured separately. The figure compared is
+training images per second over the timed epochs (ensemblecv's per-epoch
+``time_s`` from history.csv covers the training part of the epoch only, as
+the plain loop's timer does).
+
+    python benchmarks/train_throughput.py [--model resnet18] [--n 6000] [--epochs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _dataset() -> str:
+    from ensemblecv.data.builtin import fashion_mnist_available
+
+    return "fashion-mnist" if fashion_mnist_available() else "digits"
+
+
+def plain_loop(args) -> dict:
+    import numpy as np
+    import timm
+    import torch
+    from ensemblecv.data.builtin import load_split
+    from ensemblecv.data.export import balanced_subset
+
+    torch.manual_seed(0)
+    data = load_split(_dataset(), "train")
+    idx = balanced_subset(data.labels, args.n)
+    x = torch.from_numpy(data.images[idx].astype(np.float32) / 255.0).unsqueeze(1)
+    x = torch.nn.functional.interpolate(x, size=args.size, mode="bilinear") if x.shape[-1] != args.size else x
+    x = (x - x.mean()) / x.std()
+    y = torch.from_numpy(data.labels[idx]).long()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=args.batch_size,
+                                         shuffle=True)
+    model = timm.create_model(args.model, num_classes=10, in_chans=1)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    times = []
+    for _ in range(args.epochs):
+        model.train()
+        start = time.perf_counter()
+        for xb, yb in loader:
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(model(xb), yb)
+            loss.backward()
+            opt.step()
+        times.append(time.perf_counter() - start)
+    per_epoch = min(times[1:]) if len(times) > 1 else times[0]  # first epoch warms up
+    return {"images_per_s": len(y) / per_epoch, "epoch_s": per_epoch}
+
+
+def ensemblecv_run(args) -> dict:
+    import pandas as pd
+    from ensemblecv.config import load_config
+    from ensemblecv.training import train
+
+    ws = Path(tempfile.mkdtemp()) / "ws"
+    # folds=2: fold 0 trains on half of `2n` images, i.e. on n, like the plain loop.
+    cfg = load_config(None, [], base={
+        "workspace": str(ws), "data": {"train": _dataset(), "image_size": args.size, "channels": 1,
+                                       "folds": 2, "limit": 2 * args.n, "resize": "stretch", "num_workers": 0},
+        "model": {"name": args.model}, "augment": {"preset": "none"}, "tracking": "none",
+        "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": 1e-3, "optimizer": "adamw",
+                  "scheduler": "none"},
+    })
+    train(cfg, folds=[0], progress=False)
+    history = pd.read_csv(ws / "runs" / args.model / "fold_0" / "history.csv")
+    n_train = int((pd.read_parquet(ws / "folds.parquet")["fold"] != 0).sum())
+    times = history["time_s"].tolist()
+    per_epoch = min(times[1:]) if len(times) > 1 else times[0]
+    return {"images_per_s": n_train / per_epoch, "epoch_s": per_epoch, "n_train": n_train}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="resnet18")
+    ap.add_argument("--n", type=int, default=6000, help="training images per epoch")
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--side", choices=["plain", "ensemblecv"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.side:
+        result = (plain_loop if args.side == "plain" else ensemblecv_run)(args)
+        result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print("RESULT " + json.dumps(result))
+        return
+    out = {}
+    for side in ("plain", "ensemblecv"):
+        cmd = [sys.executable, __file__, "--side", side, *sys.argv[1:]]
+        text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        out[side] = json.loads(next(line for line in text.splitlines() if line.startswith("RESULT "))[7:])
+    p, e = out["plain"], out["ensemblecv"]
+    print(f"model {args.model}, {args.size}px, batch {args.batch_size}, {args.n} images/epoch, fp32, CPU")
+    print(f"plain loop : {p['images_per_s']:.0f} images/s ({p['epoch_s']:.1f} s/epoch), peak RSS {p['peak_rss_mib']:.0f} MiB")
+    print(f"ensemblecv : {e['images_per_s']:.0f} images/s ({e['epoch_s']:.1f} s/epoch), peak RSS {e['peak_rss_mib']:.0f} MiB")
+    print(f"ratio ensemblecv / plain = {e['images_per_s'] / p['images_per_s']:.3f} (target >= 0.9)")
+
+
+if __name__ == "__main__":
+    main()
