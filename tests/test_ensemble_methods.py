@@ -664,14 +664,12 @@ def test_deepcopy_and_refit_are_independent(fitted, data):
 # ---------------------------------------------------------------- known issues (fix proposed)
 
 
-@pytest.mark.xfail(reason="HardVoting adds a 1e-6 tie-breaker without renormalising the rows")
 def test_hard_voting_rows_sum_to_one(data):
     probas, y = data
     proba = HardVoting().fit(probas, y).predict_proba(probas)
     np.testing.assert_allclose(proba.sum(1), 1.0, rtol=0, atol=1e-12)
 
 
-@pytest.mark.xfail(reason="Stacking lets scikit-learn's ValueError through for a one-class y")
 def test_stacking_with_one_class_fails_loudly(data):
     probas, _ = data
     with pytest.raises(EnsembleCVError, match="at least two classes"):

@@ -295,7 +295,6 @@ def test_load_spec_lists_what_exists(workspace):
         load_spec(ws, "nope")
 
 
-@pytest.mark.xfail(reason="a run named like a method: its spec is overwritten by the ensemble's")
 def test_run_named_like_a_method_is_refused_or_keeps_its_own_spec(workspace):
     ws, data, _ = workspace
     _fake_run(ws, data, "soft_voting", 4.0, seed=7)  # the strongest run, so it ranks first

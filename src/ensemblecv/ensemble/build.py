@@ -10,7 +10,7 @@ import pandas as pd
 import yaml
 
 from ..errors import EnsembleCVError
-from ..training.callbacks import atomic_write_text
+from .._io import atomic_write_text
 from .leaderboard import DEFAULT_METHODS, ensemble_row, fit_method, rank, single_model_rows
 from .methods import list_methods
 from .store import PredictionStore
@@ -42,6 +42,12 @@ def build_ensembles(workspace: str | Path, methods: list[str] | None = None, met
     if not names:
         raise EnsembleCVError(f"No finished runs in {store.workspace.root}; run `ensemblecv train` first.")
     methods = methods or DEFAULT_METHODS
+    clash = sorted(set(names) & (set(methods) | {"best"}))
+    if clash:
+        raise EnsembleCVError(
+            f"Run name(s) {clash} collide with ensemble names; their specs would overwrite each "
+            "other. Rename those runs (name=...) or leave those methods out (--methods)."
+        )
     unknown = [m for m in methods if m not in list_methods()]
     if unknown:
         raise EnsembleCVError(f"Unknown ensemble method(s) {unknown}; available: {', '.join(list_methods())}.")

@@ -177,37 +177,38 @@ def _best_prefix(trajectory: list[float], metric) -> int:
     return int(np.flatnonzero(values == target)[0])
 
 
-def _candidate_scores(members, y, metric, running: np.ndarray, k: int, true_p: np.ndarray | None,
-                      rowsum: np.ndarray | None) -> np.ndarray:
-    """Score of ``(running + P_m) / (k + 1)`` for every member m.
-
-    Log loss needs only the true-class column, so it costs O(M·N) instead of
-    O(M·N·C); label metrics need the argmax of each candidate average.
-    """
-    if metric.name == "log_loss":
-        n = len(y)
-        run_true = running[np.arange(n), y]
-        run_sum = running.sum(1)
-        p = (run_true[None, :] + true_p) / np.maximum(run_sum[None, :] + rowsum, EPS)
-        return -np.log(np.clip(p, EPS, 1.0)).mean(1)
+def _label_scores(members, y, metric, running: np.ndarray) -> np.ndarray:
+    """Score of ``running + P_m`` for every member m (argmax ignores the 1/(k+1) factor)."""
     scores = np.empty(len(members))
     for j, member in enumerate(members):
-        scores[j] = metric(y, running + member)  # argmax ignores the 1/(k+1) factor
+        scores[j] = metric(y, running + member)
     return scores
 
 
 def _greedy(members: list[np.ndarray], y: np.ndarray, metric, n_iterations: int) -> tuple[list[int], list[float]]:
+    """Caruana's forward selection; returns the picks and the score after each pick.
+
+    Log loss needs only each row's true-class probability and row sum, so the
+    search keeps two length-N running vectors and costs O(M·N) per step
+    instead of O(M·N·C); label metrics need the full running sum for argmax.
+    """
     n = len(y)
-    running = np.zeros(members[0].shape, dtype=np.float64)
-    true_p = rowsum = None
-    if metric.name == "log_loss":
+    log_loss = metric.name == "log_loss"
+    if log_loss:
         true_p = np.stack([np.asarray(p[np.arange(n), y], dtype=np.float64) for p in members])
         rowsum = np.stack([np.asarray(p, dtype=np.float64).sum(1) for p in members])
+        run_true, run_sum = np.zeros(n), np.zeros(n)
+    else:
+        running = np.zeros(members[0].shape, dtype=np.float64)
     order: list[int] = []
     trajectory: list[float] = []
     round_scores = False
     for it in range(n_iterations):
-        scores = _candidate_scores(members, y, metric, running, it, true_p, rowsum)
+        if log_loss:
+            p = (run_true[None, :] + true_p) / np.maximum(run_sum[None, :] + rowsum, EPS)
+            scores = -np.log(np.clip(p, EPS, 1.0)).mean(1)
+        else:
+            scores = _label_scores(members, y, metric, running)
         scores = np.where(np.isfinite(scores), scores, -np.inf if metric.greater_is_better else np.inf)
         if round_scores:
             # Rounding to 1e-6 keeps float noise from adding a near-identical member.
@@ -217,11 +218,16 @@ def _greedy(members: list[np.ndarray], y: np.ndarray, metric, n_iterations: int)
         used = [t for t in ties if t in set(order)]
         best = int((used or ties)[0])
         score = float(scores[best])
-        if it == 0 and abs(score) > 1e-4:
+        regret = 1.0 - score if metric.greater_is_better else score  # AutoGluon's trigger
+        if it == 0 and abs(regret) > 1e-4:
             round_scores, score = True, round(score, 6)
         order.append(best)
         trajectory.append(score)
-        running += members[best]
+        if log_loss:
+            run_true += true_p[best]
+            run_sum += rowsum[best]
+        else:
+            running += members[best]
         if len(members) == 1:
             break
     return order, trajectory
@@ -268,8 +274,8 @@ class HardVoting(_Ensemble):
         for p in members:
             votes[np.arange(n), p.argmax(1)] += 1
             mean += p
-        votes /= len(members)
-        return votes + 1e-6 * mean / len(members)
+        out = votes / len(members) + 1e-6 * mean / len(members)
+        return out / out.sum(1, keepdims=True)
 
 
 @_methods.register("geometric_mean")
@@ -375,6 +381,10 @@ class Stacking(_Ensemble):
         y = _check_y(y, members)
         if self.meta != "logistic":
             raise EnsembleCVError(f"Stacking meta {self.meta!r} is not available; use 'logistic'.")
+        if np.unique(y).size < 2:
+            raise EnsembleCVError(
+                f"Stacking needs at least two classes in y to fit its meta-learner; got only class {int(y[0])}."
+            )
         self.n_members_ = len(members)
         self.n_classes_ = members[0].shape[1]
         x = self._features(members)

@@ -100,6 +100,12 @@ class PredictionStore:
             rows = position.reindex(ids.to_numpy()).to_numpy()
             if np.isnan(rows).any():
                 raise EnsembleCVError(f"{record.path / fold} has predictions for samples not in the fold table.")
+            k = int(fold.split("_")[1])
+            if (self.fold_of[rows.astype(np.int64)] != k).any():
+                raise EnsembleCVError(
+                    f"{record.path / fold} holds predictions for samples of other folds: it was "
+                    "trained on a different split than this workspace's fold table."
+                )
             out[rows.astype(np.int64)] = probs
         if np.isnan(out[:, 0]).any():
             raise EnsembleCVError(f"Run {record.name} lacks out-of-fold predictions for some samples.")

@@ -11,13 +11,9 @@ import lightning.pytorch as pl
 import pandas as pd
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from .._io import atomic_write_text  # noqa: F401  (re-exported for older imports)
+
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "time_s"]
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
