@@ -4,8 +4,8 @@ Same timm model, same images (a Fashion-MNIST subset, or digits when it is not
 installed), same batch size, precision and optimizer. Each side runs in its
 own subprocess so peak memory is measured separately. The figure compared is
 training images per second over the timed epochs (ensemblecv's per-epoch
-``time_s`` from history.csv covers the training part of the epoch only, as
-the plain loop's timer does).
+``train_time_s`` from history.csv covers the training part of the epoch only,
+as the plain loop's timer does).
 
     python benchmarks/train_throughput.py [--model resnet18] [--n 6000] [--epochs 3]
 """
@@ -32,6 +32,7 @@ def plain_loop(args) -> dict:
     import numpy as np
     import timm
     import torch
+
     from ensemblecv.data.builtin import load_split
     from ensemblecv.data.export import balanced_subset
 
@@ -39,11 +40,16 @@ def plain_loop(args) -> dict:
     data = load_split(_dataset(), "train")
     idx = balanced_subset(data.labels, args.n)
     x = torch.from_numpy(data.images[idx].astype(np.float32) / 255.0).unsqueeze(1)
-    x = torch.nn.functional.interpolate(x, size=args.size, mode="bilinear") if x.shape[-1] != args.size else x
+    x = (
+        torch.nn.functional.interpolate(x, size=args.size, mode="bilinear")
+        if x.shape[-1] != args.size
+        else x
+    )
     x = (x - x.mean()) / x.std()
     y = torch.from_numpy(data.labels[idx]).long()
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=args.batch_size,
-                                         shuffle=True)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, y), batch_size=args.batch_size, shuffle=True
+    )
     model = timm.create_model(args.model, num_classes=10, in_chans=1)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     times = []
@@ -62,22 +68,42 @@ def plain_loop(args) -> dict:
 
 def ensemblecv_run(args) -> dict:
     import pandas as pd
+
     from ensemblecv.config import load_config
     from ensemblecv.training import train
 
     ws = Path(tempfile.mkdtemp()) / "ws"
     # folds=2: fold 0 trains on half of `2n` images, i.e. on n, like the plain loop.
-    cfg = load_config(None, [], base={
-        "workspace": str(ws), "data": {"train": _dataset(), "image_size": args.size, "channels": 1,
-                                       "folds": 2, "limit": 2 * args.n, "resize": "stretch", "num_workers": 0},
-        "model": {"name": args.model}, "augment": {"preset": "none"}, "tracking": "none",
-        "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": 1e-3, "optimizer": "adamw",
-                  "scheduler": "none"},
-    })
+    cfg = load_config(
+        None,
+        [],
+        base={
+            "workspace": str(ws),
+            "data": {
+                "train": _dataset(),
+                "image_size": args.size,
+                "channels": 1,
+                "folds": 2,
+                "limit": 2 * args.n,
+                "resize": "stretch",
+                "num_workers": 0,
+            },
+            "model": {"name": args.model},
+            "augment": {"preset": "none"},
+            "tracking": "none",
+            "train": {
+                "epochs": args.epochs,
+                "batch_size": args.batch_size,
+                "lr": 1e-3,
+                "optimizer": "adamw",
+                "scheduler": "none",
+            },
+        },
+    )
     train(cfg, folds=[0], progress=False)
     history = pd.read_csv(ws / "runs" / args.model / "fold_0" / "history.csv")
     n_train = int((pd.read_parquet(ws / "folds.parquet")["fold"] != 0).sum())
-    times = history["time_s"].tolist()
+    times = history["train_time_s"].tolist()
     per_epoch = min(times[1:]) if len(times) > 1 else times[0]
     return {"images_per_s": n_train / per_epoch, "epoch_s": per_epoch, "n_train": n_train}
 
@@ -100,11 +126,19 @@ def main() -> None:
     for side in ("plain", "ensemblecv"):
         cmd = [sys.executable, __file__, "--side", side, *sys.argv[1:]]
         text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        out[side] = json.loads(next(line for line in text.splitlines() if line.startswith("RESULT "))[7:])
+        out[side] = json.loads(
+            next(line for line in text.splitlines() if line.startswith("RESULT "))[7:]
+        )
     p, e = out["plain"], out["ensemblecv"]
-    print(f"model {args.model}, {args.size}px, batch {args.batch_size}, {args.n} images/epoch, fp32, CPU")
-    print(f"plain loop : {p['images_per_s']:.0f} images/s ({p['epoch_s']:.1f} s/epoch), peak RSS {p['peak_rss_mib']:.0f} MiB")
-    print(f"ensemblecv : {e['images_per_s']:.0f} images/s ({e['epoch_s']:.1f} s/epoch), peak RSS {e['peak_rss_mib']:.0f} MiB")
+    print(
+        f"model {args.model}, {args.size}px, batch {args.batch_size}, {args.n} images/epoch, fp32, CPU"
+    )
+    print(
+        f"plain loop : {p['images_per_s']:.0f} images/s ({p['epoch_s']:.1f} s/epoch), peak RSS {p['peak_rss_mib']:.0f} MiB"
+    )
+    print(
+        f"ensemblecv : {e['images_per_s']:.0f} images/s ({e['epoch_s']:.1f} s/epoch), peak RSS {e['peak_rss_mib']:.0f} MiB"
+    )
     print(f"ratio ensemblecv / plain = {e['images_per_s'] / p['images_per_s']:.3f} (target >= 0.9)")
 
 

@@ -10,13 +10,17 @@ from ensemblecv.demo import DEMO_MODELS, run_demo
 
 def test_demo_runs_the_whole_chain(tmp_path):
     ws = tmp_path / "demo"
-    result = run_demo(ws, fast=True, console=Console(width=120), progress=False, dataset="digits", epochs=1)
+    result = run_demo(
+        ws, fast=True, console=Console(width=120), progress=False, dataset="digits", epochs=1
+    )
     assert (ws / "audit" / "audit.html").is_file()
     board = pd.read_csv(ws / "leaderboard.csv")
     assert set(DEMO_MODELS) <= set(board["name"])
     assert (board["kind"] == "ensemble").sum() >= 5
     submission = pd.read_csv(ws / "submission.csv")
-    assert len(submission) == 360 and {"image_path", "target", "class_name"} <= set(submission.columns)
+    assert len(submission) == 360 and {"image_path", "target", "class_name"} <= set(
+        submission.columns
+    )
     assert 0.0 <= result["ensemble_test_accuracy"] <= 1.0
     assert result["best_single"] in DEMO_MODELS
     assert (ws / "ensembles" / "best.yaml").is_file()

@@ -342,7 +342,9 @@ def test_cli_train_prints_results(bars_dataset, tmp_path):
 
 
 def test_bagging_repeats_are_separate_runs_with_different_members(bars_dataset, tmp_path):
-    cfg = _config(bars_dataset, tmp_path / "ws", "train.repeats=2", "train.bootstrap=true", "name=bag")
+    cfg = _config(
+        bars_dataset, tmp_path / "ws", "train.repeats=2", "train.bootstrap=true", "name=bag"
+    )
     results = train(cfg, folds=[0], progress=False)
     assert sorted({r.run for r in results}) == ["bag_r0", "bag_r1"]
     a, b = (np.load(tmp_path / f"ws/runs/bag_r{i}/fold_0/oof_probs.npy") for i in range(2))
@@ -350,7 +352,11 @@ def test_bagging_repeats_are_separate_runs_with_different_members(bars_dataset, 
     import yaml
 
     saved = yaml.safe_load((tmp_path / "ws/runs/bag_r1/config.yaml").read_text())
-    assert saved["train"]["seed"] == 1 and saved["train"]["repeats"] == 1 and saved["train"]["bootstrap"]
+    assert (
+        saved["train"]["seed"] == 1
+        and saved["train"]["repeats"] == 1
+        and saved["train"]["bootstrap"]
+    )
 
 
 def test_tta_variant_enters_the_store_and_leaderboard(bars_dataset, tmp_path):

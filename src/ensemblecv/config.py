@@ -44,9 +44,13 @@ class DataConfig(_Strict):
     resize: Literal["stretch", "letterbox", "center_crop"] = "letterbox"
     normalize: Literal["imagenet", "dataset", "none"] | NormalizeValues = "dataset"
     limit: int | None = Field(
-        None, ge=1, description="use at most N training images, classes balanced (quick experiments)"
+        None,
+        ge=1,
+        description="use at most N training images, classes balanced (quick experiments)",
     )
-    test_limit: int | None = Field(None, ge=1, description="use at most N test images, classes balanced")
+    test_limit: int | None = Field(
+        None, ge=1, description="use at most N test images, classes balanced"
+    )
     strict: bool = Field(False, description="abort on unreadable files instead of excluding them")
     num_workers: int | None = Field(None, ge=0, description="DataLoader workers; None = auto")
     cache_ram_mb: int = Field(
@@ -109,12 +113,18 @@ class TrainConfig(_Strict):
     gradient_clip_val: float | None = Field(None, gt=0)
     early_stopping: EarlyStoppingConfig | None = None
     refit_full: bool = Field(False, description="also train one model on all training data")
-    bootstrap: bool = Field(False, description="train on a bootstrap resample of each fold's training rows")
+    bootstrap: bool = Field(
+        False, description="train on a bootstrap resample of each fold's training rows"
+    )
     repeats: int = Field(
-        1, ge=1, le=100, description="train N members (runs NAME_r0..), differing in seed and bootstrap sample"
+        1,
+        ge=1,
+        le=100,
+        description="train N members (runs NAME_r0..), differing in seed and bootstrap sample",
     )
     tta: list[Literal["hflip"]] = Field(
-        default_factory=list, description="also store OOF/test predictions with test-time augmentation"
+        default_factory=list,
+        description="also store OOF/test predictions with test-time augmentation",
     )
     seed: int = 0
 

@@ -21,29 +21,54 @@ def demo_dataset() -> str:
     return "fashion-mnist" if builtin.fashion_mnist_available() else "digits"
 
 
-def demo_configs(workspace: Path, fast: bool, dataset: str | None = None,
-                 epochs: int | None = None) -> list[ExperimentConfig]:
+def demo_configs(
+    workspace: Path, fast: bool, dataset: str | None = None, epochs: int | None = None
+) -> list[ExperimentConfig]:
     """One config per demo model, sharing data settings (so they share folds)."""
     dataset = dataset or demo_dataset()
     small = dataset == "digits"
     data = {
-        "train": dataset, "test": f"{dataset}:test", "image_size": 16 if small else 28, "channels": 1,
-        "folds": 3, "resize": "stretch", "limit": (5000 if fast else 15000) if not small else None,
+        "train": dataset,
+        "test": f"{dataset}:test",
+        "image_size": 16 if small else 28,
+        "channels": 1,
+        "folds": 3,
+        "resize": "stretch",
+        "limit": (5000 if fast else 15000) if not small else None,
         "test_limit": 2000 if fast and not small else None,
     }
     default_epochs = (4 if fast else 8) if not small else 8
-    train = {"epochs": epochs or default_epochs, "batch_size": 128, "lr": 0.002,
-             "weight_decay": 0.01, "scheduler": "cosine", "seed": 0}
+    train = {
+        "epochs": epochs or default_epochs,
+        "batch_size": 128,
+        "lr": 0.002,
+        "weight_decay": 0.01,
+        "scheduler": "cosine",
+        "seed": 0,
+    }
     configs = []
     for name in DEMO_MODELS:
-        base = {"workspace": str(workspace), "name": name, "data": data, "model": {"name": name},
-                "train": train, "augment": {"preset": "light"}, "tracking": {"backend": "mlflow"}}
+        base = {
+            "workspace": str(workspace),
+            "name": name,
+            "data": data,
+            "model": {"name": name},
+            "train": train,
+            "augment": {"preset": "light"},
+            "tracking": {"backend": "mlflow"},
+        }
         configs.append(load_config(None, [], base=base))
     return configs
 
 
-def run_demo(workspace: Path, fast: bool = False, console: Console | None = None,
-             progress: bool = True, dataset: str | None = None, epochs: int | None = None) -> dict:
+def run_demo(
+    workspace: Path,
+    fast: bool = False,
+    console: Console | None = None,
+    progress: bool = True,
+    dataset: str | None = None,
+    epochs: int | None = None,
+) -> dict:
     """Run the whole chain; returns the test accuracies of the best ensemble and best single model."""
     from .audit import run_audit, summarize
     from .ensemble import build_ensembles
@@ -56,11 +81,17 @@ def run_demo(workspace: Path, fast: bool = False, console: Console | None = None
     first = configs[0]
     console.rule(f"[bold]ensemblecv demo[/] on {first.data.train}" + (" (fast)" if fast else ""))
     if first.data.train == "digits":
-        console.print("[yellow]Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist); using digits.")
+        console.print(
+            "[yellow]Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist); using digits."
+        )
     from .data.samples import load_samples
 
-    audit = run_audit(limited(load_samples(first.data.train), first.data.limit), workspace / "audit",
-                      progress=progress, console=console)
+    audit = run_audit(
+        limited(load_samples(first.data.train), first.data.limit),
+        workspace / "audit",
+        progress=progress,
+        console=console,
+    )
     summarize(audit.audit, console)
     open_workspace(first, progress=progress)
     for cfg in configs:
@@ -86,6 +117,12 @@ def run_demo(workspace: Path, fast: bool = False, console: Console | None = None
         f"best single model [bold]{best_single['name']}[/] = {single_acc:.4f} "
         f"({'+' if ensemble_acc >= single_acc else ''}{(ensemble_acc - single_acc) * 100:.2f} points)."
     )
-    console.print(f"Everything is in [bold]{workspace}[/]: audit/, runs/, leaderboard.csv, ensembles/, submission.csv")
-    return {"ensemble": best["name"], "ensemble_test_accuracy": ensemble_acc,
-            "best_single": best_single["name"], "best_single_test_accuracy": single_acc}
+    console.print(
+        f"Everything is in [bold]{workspace}[/]: audit/, runs/, leaderboard.csv, ensembles/, submission.csv"
+    )
+    return {
+        "ensemble": best["name"],
+        "ensemble_test_accuracy": ensemble_acc,
+        "best_single": best_single["name"],
+        "best_single_test_accuracy": single_acc,
+    }

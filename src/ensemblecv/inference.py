@@ -77,8 +77,14 @@ class MemberPrediction:
 
 
 @torch.no_grad()
-def _predict_run(run_dir: Path, source: ImageSource, eval_tf, tta: list[str], batch_size: int,
-                 device: torch.device) -> np.ndarray:
+def _predict_run(
+    run_dir: Path,
+    source: ImageSource,
+    eval_tf,
+    tta: list[str],
+    batch_size: int,
+    device: torch.device,
+) -> np.ndarray:
     rows = np.arange(len(source))
     ds = RowsDataset(source, rows, np.zeros(len(rows), dtype=np.int64), eval_tf)
     loader = make_loader(ds, batch_size, 0, False, 0, device.type == "cuda")
@@ -89,15 +95,24 @@ def _predict_run(run_dir: Path, source: ImageSource, eval_tf, tta: list[str], ba
             out = []
             for x, _, _ in loader:
                 x = x.to(device)
-                out.append(torch.softmax(module(torch.flip(x, dims=[3]) if flip else x).float(), 1).cpu().numpy())
+                out.append(
+                    torch.softmax(module(torch.flip(x, dims=[3]) if flip else x).float(), 1)
+                    .cpu()
+                    .numpy()
+                )
             probs = np.concatenate(out).astype(np.float64)
             total = probs if total is None else total + probs
             views += 1
     return (total / views).astype(np.float32)
 
 
-def predict_members(workspace: Path, runs: list[str], table: SampleTable, tta: list[str] | None = None,
-                    batch_size: int = 256) -> list[MemberPrediction]:
+def predict_members(
+    workspace: Path,
+    runs: list[str],
+    table: SampleTable,
+    tta: list[str] | None = None,
+    batch_size: int = 256,
+) -> list[MemberPrediction]:
     """Probabilities of each run for every row of ``table`` (decoded once per channel count)."""
     from .augment import build_resize, build_transforms, resolve_normalization
     from .workspace import Workspace
@@ -144,7 +159,13 @@ def resolve_spec(workspace: Path, name: str) -> dict:
     if (Path(workspace) / "ensembles" / f"{name}.yaml").is_file() or name == "best":
         return load_spec(workspace, name)
     if (Path(workspace) / "runs" / name / "config.yaml").is_file():
-        return {"name": name, "method": "single", "members": [name], "weights": {name: 1.0}, "params": {}}
+        return {
+            "name": name,
+            "method": "single",
+            "members": [name],
+            "weights": {name: 1.0},
+            "params": {},
+        }
     return load_spec(workspace, name)  # raises with the list of what exists
 
 
@@ -153,17 +174,28 @@ def combine(spec: dict, workspace: Path, members: list[MemberPrediction]) -> np.
     probs = [m.probs for m in members]
     if spec["method"] == "single":
         return probs[0].astype(np.float64)
-    if spec.get("weights") and spec["method"] in ("ensemble_selection", "soft_voting", "weighted_average"):
+    if spec.get("weights") and spec["method"] in (
+        "ensemble_selection",
+        "soft_voting",
+        "weighted_average",
+    ):
         w = np.array([spec["weights"][m.run] for m in members])
         return sum(wi * p.astype(np.float64) for wi, p in zip(w, probs))
     store = PredictionStore(workspace)
-    method = build_method(spec["method"], spec.get("params", {}).get("metric", "accuracy"), spec.get("params"))
+    method = build_method(
+        spec["method"], spec.get("params", {}).get("metric", "accuracy"), spec.get("params")
+    )
     method.fit(store.oof_list([m.run for m in members]), store.y)
     return method.predict_proba(probs)
 
 
-def predict(workspace: str | Path, data: str | SampleTable, ensemble: str = "best", tta: list[str] | None = None,
-            progress=None) -> tuple[pd.DataFrame, np.ndarray, SampleTable, list[str]]:
+def predict(
+    workspace: str | Path,
+    data: str | SampleTable,
+    ensemble: str = "best",
+    tta: list[str] | None = None,
+    progress=None,
+) -> tuple[pd.DataFrame, np.ndarray, SampleTable, list[str]]:
     """Predict ``data`` with ``ensemble``; returns (submission frame, probabilities, table, classes)."""
     from .data.samples import load_classes
 
@@ -175,15 +207,20 @@ def predict(workspace: str | Path, data: str | SampleTable, ensemble: str = "bes
     bad = ~scan.ok
     if bad.any():
         listing = "\n".join(f"  - {p}" for p in table.frame.loc[bad, "path"].head(10))
-        warnings.warn(f"{int(bad.sum())} test image(s) cannot be read; their rows get no prediction:\n{listing}",
-                      UserWarning, stacklevel=2)
+        warnings.warn(
+            f"{int(bad.sum())} test image(s) cannot be read; their rows get no prediction:\n{listing}",
+            UserWarning,
+            stacklevel=2,
+        )
     members = predict_members(workspace, list(spec["members"]), table, tta)
     probs = combine(spec, workspace, members)
     probs[bad] = np.nan
     return _submission(table, probs, classes, bad), probs, table, classes
 
 
-def _submission(table: SampleTable, probs: np.ndarray, classes: list[str], bad: np.ndarray) -> pd.DataFrame:
+def _submission(
+    table: SampleTable, probs: np.ndarray, classes: list[str], bad: np.ndarray
+) -> pd.DataFrame:
     """Input rows in order with their own columns, plus predicted ``target`` and ``class_name``."""
     if table.extra is not None:
         frame = table.extra.copy()

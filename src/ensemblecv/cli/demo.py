@@ -10,8 +10,12 @@ from ._console import console
 
 
 def demo(
-    workspace: Path = typer.Option(Path("runs/demo"), "--workspace", "-w", help="Where everything is written."),
-    fast: bool = typer.Option(False, help="6,000 training images and 4 epochs (a few minutes on 2 CPU cores)."),
+    workspace: Path = typer.Option(
+        Path("runs/demo"), "--workspace", "-w", help="Where everything is written."
+    ),
+    fast: bool = typer.Option(
+        False, help="6,000 training images and 4 epochs (a few minutes on 2 CPU cores)."
+    ),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Audit, train three small models × 3 folds, ensemble them and predict the test set, offline."""

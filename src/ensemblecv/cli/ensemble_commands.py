@@ -16,11 +16,20 @@ from ._console import console, progress_bar
 def print_leaderboard(board: pd.DataFrame, metric: str, max_rows: int = 25) -> None:
     has_test = "test_accuracy" in board.columns
     cols = ["#", "name", "kind", "members", "accuracy", "balanced_acc", "log_loss"]
-    table = Table(*cols, *(["test acc"] if has_test else []), title=f"Leaderboard (honest CV, by {metric})")
+    table = Table(
+        *cols, *(["test acc"] if has_test else []), title=f"Leaderboard (honest CV, by {metric})"
+    )
     for i, r in board.head(max_rows).iterrows():
         members = r["members"] if len(str(r["members"])) < 40 else str(r["members"])[:37] + "..."
-        cells = [str(i + 1), str(r["name"]), r["kind"], members, f"{r['accuracy']:.4f}",
-                 f"{r['balanced_accuracy']:.4f}", f"{r['log_loss']:.4f}"]
+        cells = [
+            str(i + 1),
+            str(r["name"]),
+            r["kind"],
+            members,
+            f"{r['accuracy']:.4f}",
+            f"{r['balanced_accuracy']:.4f}",
+            f"{r['log_loss']:.4f}",
+        ]
         if has_test:
             cells.append("-" if pd.isna(r.get("test_accuracy")) else f"{r['test_accuracy']:.4f}")
         table.add_row(*cells, style="bold" if i == 0 else None)
@@ -36,17 +45,27 @@ def ensemble(
     """Fit ensembles on out-of-fold predictions; write leaderboard.csv and ensembles/*.yaml."""
     from ..ensemble import build_ensembles
 
-    board = build_ensembles(workspace, methods=methods.split(",") if methods else None, metric=metric,
-                            runs=runs.split(",") if runs else None)
+    board = build_ensembles(
+        workspace,
+        methods=methods.split(",") if methods else None,
+        metric=metric,
+        runs=runs.split(",") if runs else None,
+    )
     print_leaderboard(board, metric)
-    console.print(f"Wrote {workspace / 'leaderboard.csv'} and {workspace / 'ensembles'}/ (best = {board.loc[0, 'name']})")
+    console.print(
+        f"Wrote {workspace / 'leaderboard.csv'} and {workspace / 'ensembles'}/ (best = {board.loc[0, 'name']})"
+    )
 
 
 def predict_command(
     workspace: Path = typer.Argument(..., help="Workspace with runs and ensembles."),
-    data: str = typer.Option(..., "--data", help="Images to predict: folder, CSV or built-in name."),
+    data: str = typer.Option(
+        ..., "--data", help="Images to predict: folder, CSV or built-in name."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Submission CSV to write."),
-    ensemble_name: str = typer.Option("best", "--ensemble", help="best, an ensemble name or a run name."),
+    ensemble_name: str = typer.Option(
+        "best", "--ensemble", help="best, an ensemble name or a run name."
+    ),
     tta: str | None = typer.Option(None, help="Test-time augmentation: hflip"),
     probs: Path | None = typer.Option(None, help="Also write class probabilities (Parquet)."),
 ) -> None:
@@ -58,8 +77,9 @@ def predict_command(
         raise EnsembleCVError(f"--out {out} is a folder; give a CSV file path.")
     n = len(load_samples(data))
     with progress_bar("scan", n) as advance:
-        frame, p, table, classes = predict(workspace, data, ensemble_name, tta.split(",") if tta else None,
-                                           progress=advance)
+        frame, p, table, classes = predict(
+            workspace, data, ensemble_name, tta.split(",") if tta else None, progress=advance
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False)
     if probs is not None:

@@ -15,6 +15,7 @@ import os
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,25 +154,39 @@ def scan_table(
     chunks = [paths[i : i + chunk_size] for i in range(0, len(paths), chunk_size)]
     workers = default_workers() if workers is None else workers
     rows: list[tuple] = []
-    if workers == 0 or len(chunks) <= 1:
+    if workers > 0 and len(chunks) > 1:
+        try:
+            rows = _scan_parallel(chunks, workers, max_pixels, progress)
+        except BrokenProcessPool as exc:
+            # e.g. a __main__ that worker processes cannot re-import (code piped to python).
+            warnings.warn(
+                f"Parallel decoding failed ({exc}); decoding in this process instead.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            rows = []
+    if len(rows) != len(paths):
+        rows = []
         for chunk in chunks:
             rows += _scan_chunk(chunk, max_pixels)
             if progress:
                 progress(len(chunk))
-    else:
-        # forkserver, not fork: forking a process that has started torch's
-        # thread pools can crash the child.
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["ensemblecv.data.scan"])  # import once, fork workers from it
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            for chunk, result in zip(
-                chunks, pool.map(_scan_chunk, chunks, [max_pixels] * len(chunks))
-            ):
-                rows += result
-                if progress:
-                    progress(len(chunk))
     stats = pd.DataFrame(rows, columns=STAT_COLUMNS)
     return ScanResult(table, stats)
+
+
+def _scan_parallel(chunks: list[list[str]], workers: int, max_pixels: int, progress) -> list[tuple]:
+    # forkserver, not fork: forking a process that has started torch's thread
+    # pools can crash the child.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["ensemblecv.data.scan"])  # import once, fork workers from it
+    rows: list[tuple] = []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        for chunk, result in zip(chunks, pool.map(_scan_chunk, chunks, [max_pixels] * len(chunks))):
+            rows += result
+            if progress:
+                progress(len(chunk))
+    return rows
 
 
 def exclude_bad(

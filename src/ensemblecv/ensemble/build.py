@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ..errors import EnsembleCVError
 from .._io import atomic_write_text
+from ..errors import EnsembleCVError
 from .leaderboard import DEFAULT_METHODS, ensemble_row, fit_method, rank, single_model_rows
 from .methods import list_methods
 from .store import PredictionStore
@@ -21,7 +21,11 @@ def _spec(name: str, method: str, params: dict, members: list[str], weights, sco
     return {
         "name": name,
         "method": method,
-        "params": {k: v for k, v in params.items() if isinstance(v, (int, float, str, bool, list, type(None)))},
+        "params": {
+            k: v
+            for k, v in params.items()
+            if isinstance(v, (int, float, str, bool, list, type(None)))
+        },
         "members": list(members),
         "weights": None if weights is None else {m: float(w) for m, w in zip(members, weights)},
         "scores": scores,
@@ -29,8 +33,12 @@ def _spec(name: str, method: str, params: dict, members: list[str], weights, sco
     }
 
 
-def build_ensembles(workspace: str | Path, methods: list[str] | None = None, metric: str = "accuracy",
-                    runs: list[str] | None = None) -> pd.DataFrame:
+def build_ensembles(
+    workspace: str | Path,
+    methods: list[str] | None = None,
+    metric: str = "accuracy",
+    runs: list[str] | None = None,
+) -> pd.DataFrame:
     """Score every run and every ensemble method; write ``leaderboard.csv`` and ``ensembles/*.yaml``.
 
     Returns the leaderboard, best first by the honest (nested) CV ``metric``.
@@ -40,7 +48,9 @@ def build_ensembles(workspace: str | Path, methods: list[str] | None = None, met
         warnings.warn(f"Run {name!r} is left out: {why}.", UserWarning, stacklevel=2)
     names = runs or store.names
     if not names:
-        raise EnsembleCVError(f"No finished runs in {store.workspace.root}; run `ensemblecv train` first.")
+        raise EnsembleCVError(
+            f"No finished runs in {store.workspace.root}; run `ensemblecv train` first."
+        )
     methods = methods or DEFAULT_METHODS
     clash = sorted(set(names) & (set(methods) | {"best"}))
     if clash:
@@ -50,25 +60,34 @@ def build_ensembles(workspace: str | Path, methods: list[str] | None = None, met
         )
     unknown = [m for m in methods if m not in list_methods()]
     if unknown:
-        raise EnsembleCVError(f"Unknown ensemble method(s) {unknown}; available: {', '.join(list_methods())}.")
+        raise EnsembleCVError(
+            f"Unknown ensemble method(s) {unknown}; available: {', '.join(list_methods())}."
+        )
     rows = [r for r in single_model_rows(store) if r["name"] in names]
-    specs = {r["name"]: _spec(r["name"], "single", {}, [r["name"]], [1.0], _scores_of(r)) for r in rows}
+    specs = {
+        r["name"]: _spec(r["name"], "single", {}, [r["name"]], [1.0], _scores_of(r)) for r in rows
+    }
     if len(names) >= 2:
         for method in methods:
             result = fit_method(store, method, metric, names)
             row = ensemble_row(result)
             rows.append(row)
-            specs[result.name] = _spec(result.name, method, result.params, result.members, result.weights,
-                                       _scores_of(row))
+            specs[result.name] = _spec(
+                result.name, method, result.params, result.members, result.weights, _scores_of(row)
+            )
     board = rank(pd.DataFrame(rows), metric)
     out = store.workspace.root
     board.to_csv(out / "leaderboard.csv", index=False)
     ens_dir = out / "ensembles"
     ens_dir.mkdir(exist_ok=True)
     for name, spec in specs.items():
-        atomic_write_text(ens_dir / f"{name}.yaml", yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
+        atomic_write_text(
+            ens_dir / f"{name}.yaml", yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
+        )
     best = dict(specs[board.loc[0, "name"]], alias="best")
-    atomic_write_text(ens_dir / "best.yaml", yaml.safe_dump(best, sort_keys=False, allow_unicode=True))
+    atomic_write_text(
+        ens_dir / "best.yaml", yaml.safe_dump(best, sort_keys=False, allow_unicode=True)
+    )
     return board
 
 
@@ -78,9 +97,9 @@ def _scores_of(row: dict) -> dict:
         if k in ("accuracy", "balanced_accuracy", "log_loss"):
             groups["cv"][k] = float(v)
         elif k.startswith("optimistic_"):
-            groups["optimistic"][k[len("optimistic_"):]] = float(v)
+            groups["optimistic"][k[len("optimistic_") :]] = float(v)
         elif k.startswith("test_"):
-            groups["test"][k[len("test_"):]] = float(v)
+            groups["test"][k[len("test_") :]] = float(v)
     return {k: v for k, v in groups.items() if v}
 
 

@@ -19,8 +19,14 @@ from .methods import get_method
 from .metrics import METRICS, all_scores, get_metric
 from .store import PredictionStore
 
-DEFAULT_METHODS = ["ensemble_selection", "soft_voting", "weighted_average", "geometric_mean",
-                   "hard_voting", "stacking"]
+DEFAULT_METHODS = [
+    "ensemble_selection",
+    "soft_voting",
+    "weighted_average",
+    "geometric_mean",
+    "hard_voting",
+    "stacking",
+]
 
 
 def build_method(name: str, metric: str, params: dict | None = None):
@@ -65,8 +71,13 @@ def _test_inputs(store: PredictionStore, names: list[str]):
     return [t[0] for t in tests], (y if (y >= 0).all() else None)
 
 
-def fit_method(store: PredictionStore, method_name: str, metric: str, names: list[str],
-               params: dict | None = None) -> EnsembleResult:
+def fit_method(
+    store: PredictionStore,
+    method_name: str,
+    metric: str,
+    names: list[str],
+    params: dict | None = None,
+) -> EnsembleResult:
     members = store.oof_list(names)
     method = build_method(method_name, metric, params)
     cv = all_scores(store.y, nested_oof(method, members, store.y, store.fold_of))
@@ -78,9 +89,15 @@ def fit_method(store: PredictionStore, method_name: str, metric: str, names: lis
     test_proba = fitted.predict_proba(test_members) if test_members is not None else None
     test = all_scores(test_y, test_proba) if test_y is not None else None
     return EnsembleResult(
-        method_name, method_name, fitted.get_params(), used,
+        method_name,
+        method_name,
+        fitted.get_params(),
+        used,
         None if weights is None else [float(w) for n, w in zip(names, weights) if w > 0],
-        cv, optimistic, test, test_proba,
+        cv,
+        optimistic,
+        test,
+        test_proba,
     )
 
 
@@ -88,8 +105,14 @@ def single_model_rows(store: PredictionStore) -> list[dict]:
     rows = []
     test_members, test_y = _test_inputs(store, store.names)
     for i, name in enumerate(store.names):
-        row = {"name": name, "kind": "model", "method": "single", "members": name, "weights": "1",
-               **all_scores(store.y, store.oof(name))}
+        row = {
+            "name": name,
+            "kind": "model",
+            "method": "single",
+            "members": name,
+            "weights": "1",
+            **all_scores(store.y, store.oof(name)),
+        }
         if test_y is not None:
             row.update({f"test_{k}": v for k, v in all_scores(test_y, test_members[i]).items()})
         rows.append(row)
@@ -98,8 +121,14 @@ def single_model_rows(store: PredictionStore) -> list[dict]:
 
 def ensemble_row(result: EnsembleResult) -> dict:
     weights = "" if result.weights is None else " ".join(f"{w:.3f}" for w in result.weights)
-    row = {"name": result.name, "kind": "ensemble", "method": result.method,
-           "members": " ".join(result.members), "weights": weights, **result.cv}
+    row = {
+        "name": result.name,
+        "kind": "ensemble",
+        "method": result.method,
+        "members": " ".join(result.members),
+        "weights": weights,
+        **result.cv,
+    }
     row.update({f"optimistic_{k}": v for k, v in result.optimistic.items()})
     if result.test is not None:
         row.update({f"test_{k}": v for k, v in result.test.items()})
@@ -109,9 +138,19 @@ def ensemble_row(result: EnsembleResult) -> dict:
 def rank(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Best first by the honest CV ``metric``; ties keep single models first (simpler wins)."""
     m = get_metric(metric)
-    order = frame.sort_values([metric, "kind"], ascending=[not m.greater_is_better, False], kind="stable")
+    order = frame.sort_values(
+        [metric, "kind"], ascending=[not m.greater_is_better, False], kind="stable"
+    )
     return order.reset_index(drop=True)
 
 
-__all__ = ["DEFAULT_METHODS", "METRICS", "EnsembleResult", "fit_method", "nested_oof", "rank",
-           "single_model_rows", "ensemble_row"]
+__all__ = [
+    "DEFAULT_METHODS",
+    "METRICS",
+    "EnsembleResult",
+    "fit_method",
+    "nested_oof",
+    "rank",
+    "single_model_rows",
+    "ensemble_row",
+]

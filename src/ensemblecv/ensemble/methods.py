@@ -44,7 +44,9 @@ def as_members(probas) -> list[np.ndarray]:
     shape = members[0].shape
     bad = [i for i, p in enumerate(members) if p.ndim != 2 or p.shape != shape]
     if bad:
-        raise EnsembleCVError(f"All members need the same (N, C) shape as member 0 {shape}; members {bad} differ.")
+        raise EnsembleCVError(
+            f"All members need the same (N, C) shape as member 0 {shape}; members {bad} differ."
+        )
     return members
 
 
@@ -84,7 +86,9 @@ class _Ensemble:
 
     def _check_fitted(self, members: list[np.ndarray]) -> None:
         if not hasattr(self, "n_members_"):
-            raise EnsembleCVError(f"{type(self).__name__} is not fitted yet; call fit(probas, y) first.")
+            raise EnsembleCVError(
+                f"{type(self).__name__} is not fitted yet; call fit(probas, y) first."
+            )
         if len(members) != self.n_members_:
             raise EnsembleCVError(f"Fitted with {self.n_members_} members, got {len(members)}.")
 
@@ -119,8 +123,13 @@ class EnsembleSelection(_Linear):
     iteration; per bag for bagging), ``best_iteration_``, ``indices_``.
     """
 
-    def __init__(self, n_iterations: int = 50, metric: str = "accuracy", bagging: int = 0,
-                 random_state: int | None = 0) -> None:
+    def __init__(
+        self,
+        n_iterations: int = 50,
+        metric: str = "accuracy",
+        bagging: int = 0,
+        random_state: int | None = 0,
+    ) -> None:
         self.n_iterations = n_iterations
         self.metric = metric
         self.bagging = bagging
@@ -185,7 +194,9 @@ def _label_scores(members, y, metric, running: np.ndarray) -> np.ndarray:
     return scores
 
 
-def _greedy(members: list[np.ndarray], y: np.ndarray, metric, n_iterations: int) -> tuple[list[int], list[float]]:
+def _greedy(
+    members: list[np.ndarray], y: np.ndarray, metric, n_iterations: int
+) -> tuple[list[int], list[float]]:
     """Caruana's forward selection; returns the picks and the score after each pick.
 
     Log loss needs only each row's true-class probability and row sum, so the
@@ -209,7 +220,9 @@ def _greedy(members: list[np.ndarray], y: np.ndarray, metric, n_iterations: int)
             scores = -np.log(np.clip(p, EPS, 1.0)).mean(1)
         else:
             scores = _label_scores(members, y, metric, running)
-        scores = np.where(np.isfinite(scores), scores, -np.inf if metric.greater_is_better else np.inf)
+        scores = np.where(
+            np.isfinite(scores), scores, -np.inf if metric.greater_is_better else np.inf
+        )
         if round_scores:
             # Rounding to 1e-6 keeps float noise from adding a near-identical member.
             scores = scores.round(6)
@@ -330,8 +343,13 @@ class WeightedAverage(_Linear):
             grad_w = -(true_p / p).mean(1)
             return -np.log(p).mean(), w * (grad_w - w @ grad_w)
 
-        res = minimize(nll, np.zeros(len(members)), jac=True, method="L-BFGS-B",
-                       options={"maxiter": int(self.max_iter)})
+        res = minimize(
+            nll,
+            np.zeros(len(members)),
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": int(self.max_iter)},
+        )
         z = res.x
         if metric.name != "log_loss":
             # Label metrics are step functions: refine from both the log-loss optimum
@@ -343,9 +361,19 @@ class WeightedAverage(_Linear):
 
             starts = [np.clip(z, z.max() - 4.0, None), np.zeros(len(members))]
             simplex = np.eye(len(members))  # unit steps: scipy's default 5 % of 0 never moves
-            results = [minimize(objective, s, method="Nelder-Mead",
-                                options={"maxiter": int(self.max_iter), "xatol": 1e-3,
-                                         "initial_simplex": np.vstack([s, s + simplex])}) for s in starts]
+            results = [
+                minimize(
+                    objective,
+                    s,
+                    method="Nelder-Mead",
+                    options={
+                        "maxiter": int(self.max_iter),
+                        "xatol": 1e-3,
+                        "initial_simplex": np.vstack([s, s + simplex]),
+                    },
+                )
+                for s in starts
+            ]
             z = min(results, key=lambda r: r.fun).x
         w = softmax(z)
         w[w < 1e-4] = 0.0  # members that contribute nothing are dropped from the spec
@@ -370,7 +398,9 @@ class Stacking(_Ensemble):
 
     @staticmethod
     def _features(members: list[np.ndarray]) -> np.ndarray:
-        return np.hstack([np.log(np.clip(np.asarray(p, dtype=np.float64), EPS, 1.0)) for p in members])
+        return np.hstack(
+            [np.log(np.clip(np.asarray(p, dtype=np.float64), EPS, 1.0)) for p in members]
+        )
 
     def fit(self, probas, y) -> Stacking:
         from sklearn.linear_model import LogisticRegression, LogisticRegressionCV

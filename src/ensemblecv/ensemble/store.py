@@ -37,9 +37,13 @@ class PredictionStore:
     """Out-of-fold and test probabilities of every complete run in a workspace."""
 
     def __init__(self, workspace: str | Path | Workspace) -> None:
-        self.workspace = workspace if isinstance(workspace, Workspace) else Workspace(Path(workspace))
+        self.workspace = (
+            workspace if isinstance(workspace, Workspace) else Workspace(Path(workspace))
+        )
         if not self.workspace.is_prepared():
-            raise EnsembleCVError(f"{self.workspace.root} is not a prepared workspace; train a model there first.")
+            raise EnsembleCVError(
+                f"{self.workspace.root} is not a prepared workspace; train a model there first."
+            )
         self.folds = self.workspace.load_folds()
         self.sample_ids = self.folds["sample_id"].to_numpy()
         self.y = self.folds["label"].to_numpy(dtype=np.int64)
@@ -57,21 +61,31 @@ class PredictionStore:
         for run_dir in sorted(root.iterdir()) if root.is_dir() else []:
             if not run_dir.is_dir():
                 continue
-            done = [k for k in range(self.n_folds) if (run_dir / f"fold_{k}" / "done.json").is_file()]
+            done = [
+                k for k in range(self.n_folds) if (run_dir / f"fold_{k}" / "done.json").is_file()
+            ]
             if len(done) < self.n_folds:
                 missing = sorted(set(range(self.n_folds)) - set(done))
                 incomplete[run_dir.name] = f"folds {missing} not finished"
                 continue
             cfg_path = run_dir / "config.yaml"
-            config = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
-            record = RunRecord(run_dir.name, run_dir, [f"fold_{k}" for k in done],
-                               (run_dir / "full" / "done.json").is_file(), config)
+            config = (
+                yaml.safe_load(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
+            )
+            record = RunRecord(
+                run_dir.name,
+                run_dir,
+                [f"fold_{k}" for k in done],
+                (run_dir / "full" / "done.json").is_file(),
+                config,
+            )
             runs[record.name] = record
             # A run trained with train.tta also stored mirrored predictions: it enters
             # the leaderboard as NAME+tta, so TTA's gain is measured on OOF like any choice.
             if all((run_dir / f / "oof_tta_probs.npy").is_file() for f in record.folds):
-                runs[f"{record.name}+tta"] = RunRecord(f"{record.name}+tta", run_dir, record.folds,
-                                                       record.has_full, config, "_tta")
+                runs[f"{record.name}+tta"] = RunRecord(
+                    f"{record.name}+tta", run_dir, record.folds, record.has_full, config, "_tta"
+                )
         return runs, incomplete
 
     @property
@@ -87,7 +101,9 @@ class PredictionStore:
     def _record(self, name: str) -> RunRecord:
         if name not in self.runs:
             hint = f" (incomplete: {self.incomplete[name]})" if name in self.incomplete else ""
-            raise EnsembleCVError(f"No complete run {name!r} in {self.workspace.root}{hint}. Runs: {', '.join(self.runs) or 'none'}.")
+            raise EnsembleCVError(
+                f"No complete run {name!r} in {self.workspace.root}{hint}. Runs: {', '.join(self.runs) or 'none'}."
+            )
         return self.runs[name]
 
     def _assemble(self, record: RunRecord) -> np.ndarray:
@@ -99,7 +115,9 @@ class PredictionStore:
             ids = pd.read_parquet(samples, columns=["sample_id"])["sample_id"]
             rows = position.reindex(ids.to_numpy()).to_numpy()
             if np.isnan(rows).any():
-                raise EnsembleCVError(f"{record.path / fold} has predictions for samples not in the fold table.")
+                raise EnsembleCVError(
+                    f"{record.path / fold} has predictions for samples not in the fold table."
+                )
             k = int(fold.split("_")[1])
             if (self.fold_of[rows.astype(np.int64)] != k).any():
                 raise EnsembleCVError(
@@ -108,7 +126,9 @@ class PredictionStore:
                 )
             out[rows.astype(np.int64)] = probs
         if np.isnan(out[:, 0]).any():
-            raise EnsembleCVError(f"Run {record.name} lacks out-of-fold predictions for some samples.")
+            raise EnsembleCVError(
+                f"Run {record.name} lacks out-of-fold predictions for some samples."
+            )
         return out
 
     def oof_list(self, names: list[str] | None = None) -> list[np.ndarray]:
@@ -117,7 +137,9 @@ class PredictionStore:
     def test(self, name: str) -> tuple[np.ndarray, pd.DataFrame] | None:
         """Test probabilities of run ``name``: the refit-on-all model if any, else the fold mean."""
         record = self._record(name)
-        parts = [record.path / "full"] if record.has_full else [record.path / f for f in record.folds]
+        parts = (
+            [record.path / "full"] if record.has_full else [record.path / f for f in record.folds]
+        )
         stem = f"test{record.variant}"
         if not all((p / f"{stem}_probs.npy").is_file() for p in parts):
             return None

@@ -13,7 +13,9 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from .._io import atomic_write_text  # noqa: F401  (re-exported for older imports)
 
-HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "time_s"]
+HISTORY_COLUMNS = [
+    "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "time_s", "train_time_s"
+]  # fmt: skip
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -39,6 +41,7 @@ class HistoryWriter(pl.Callback):
         self.path = Path(path)
         self.rows: list[dict] = []
         self._start = 0.0
+        self._train_end: float | None = None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # on_train_start runs after a checkpoint is restored, so current_epoch is the resumed one.
@@ -48,6 +51,13 @@ class HistoryWriter(pl.Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start = time.perf_counter()
+        self._train_end = None
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Validation runs inside the training epoch; time_s covers both,
+        # train_time_s only the optimisation steps (what throughput is about).
+        if self._train_end is None:
+            self._train_end = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         m = trainer.callback_metrics
@@ -65,6 +75,7 @@ class HistoryWriter(pl.Callback):
                 "val_acc": get("val_acc"),
                 "lr": lr,
                 "time_s": round(time.perf_counter() - self._start, 3),
+                "train_time_s": round((self._train_end or time.perf_counter()) - self._start, 3),
             }
         )
         atomic_write_text(

@@ -32,6 +32,8 @@ class RunInputs:
     train_tf: object
     eval_tf: object
     workers: int
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
     test_table: SampleTable | None = None
     test_source: ImageSource | None = None
     test_targets: np.ndarray | None = None
@@ -136,6 +138,8 @@ def prepare_inputs(config: ExperimentConfig, progress: bool = True) -> RunInputs
         train_tf,
         eval_tf,
         workers,
+        mean,
+        std,
     )
     if data.test:
         test_table, test_targets = _load_test(config, table.classes, progress)

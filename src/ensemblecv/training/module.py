@@ -21,9 +21,29 @@ class NonFiniteLossError(RuntimeError):
 
 
 class ClassifierModule(pl.LightningModule):
-    def __init__(self, config: dict, num_classes: int, steps_per_epoch: int) -> None:
+    def __init__(
+        self,
+        config: dict,
+        num_classes: int,
+        steps_per_epoch: int,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        channels = config["data"]["channels"]
+        # Normalisation lives in the model (and its checkpoint): batches arrive as
+        # uint8 and are normalised in one vectorised step, on the device.
+        self.register_buffer(
+            "pixel_mean",
+            torch.tensor(mean or [0.0] * channels).view(1, -1, 1, 1) * 255.0,
+            persistent=False,
+        )
+        self.register_buffer(
+            "pixel_std",
+            torch.tensor(std or [1.0] * channels).view(1, -1, 1, 1) * 255.0,
+            persistent=False,
+        )
         from ..augment import build_batch_mix
         from ..models import create_model
 
@@ -50,8 +70,14 @@ class ClassifierModule(pl.LightningModule):
             apply_batchnorm_policy(self.model, self.cfg.model.batchnorm)
         return self
 
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 images (B, C, H, W) → normalised float; float input is taken as already normalised."""
+        if x.dtype == torch.uint8:
+            return (x.float() - self.pixel_mean) / self.pixel_std
+        return x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return self.model(self.normalize(x))
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         # Seeding every batch from (seed, epoch, batch) makes a resumed run
@@ -64,6 +90,7 @@ class ClassifierModule(pl.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y, _ = batch
+        x = self.normalize(x)
         target = y
         if self.batch_mix is not None:
             x, target = self.batch_mix(x, y, generator=self._mix_generator)

@@ -99,7 +99,9 @@ def bag_members(config: ExperimentConfig) -> list[ExperimentConfig]:
     members = []
     for r in range(config.train.repeats):
         train_cfg = config.train.model_copy(update={"repeats": 1, "seed": config.train.seed + r})
-        members.append(config.model_copy(update={"name": f"{config.run_name}_r{r}", "train": train_cfg}))
+        members.append(
+            config.model_copy(update={"name": f"{config.run_name}_r{r}", "train": train_cfg})
+        )
     return members
 
 
@@ -149,8 +151,13 @@ def _trainer(
     config: ExperimentConfig, fold_dir: Path, callbacks: list, logger, has_val: bool, batches: int
 ) -> pl.Trainer:
     t = config.trainer
-    extra = {"log_every_n_steps": max(1, min(50, batches))}  # Lightning warns above the batch count
-    extra.update(t.model_extra or {})
+    extra = {
+        "log_every_n_steps": max(1, min(50, batches)),  # Lightning warns above the batch count
+        "deterministic": "warn",
+        "num_sanity_val_steps": 0,
+        "enable_model_summary": False,
+    }
+    extra.update(t.model_extra or {})  # any other Lightning Trainer argument, e.g. deterministic
     return pl.Trainer(
         default_root_dir=str(fold_dir),
         max_epochs=config.train.epochs,
@@ -163,10 +170,7 @@ def _trainer(
         logger=logger if logger is not None else False,
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=any(type(c).__name__ == "RichProgressBar" for c in callbacks),
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
         **({} if has_val else {"limit_val_batches": 0}),
-        deterministic="warn",
         **extra,
     )
 
@@ -198,7 +202,9 @@ def train_fold(
     pl.seed_everything(seed, workers=True, verbose=False)
     bs = config.train.batch_size
     spe = steps_per_epoch(len(train_rows), bs, config.train.accumulate_grad_batches)
-    module = ClassifierModule(config.model_dump(mode="json"), inputs.num_classes, spe)
+    module = ClassifierModule(
+        config.model_dump(mode="json"), inputs.num_classes, spe, list(inputs.mean), list(inputs.std)
+    )
     pin = torch.cuda.is_available()
     counts = None
     if config.train.bootstrap:
