@@ -60,8 +60,11 @@ def train_command(
         "seconds",
         title="Results",
     )
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.4f}"
+
     for r in results:
-        fmt = lambda v: "-" if v is None else f"{v:.4f}"
         table.add_row(
             r.run,
             r.fold,
