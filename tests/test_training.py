@@ -371,3 +371,39 @@ def test_tta_variant_enters_the_store_and_leaderboard(bars_dataset, tmp_path):
     assert not np.allclose(plain, tta)  # the mirrored view changes predictions
     board = build_ensembles(tmp_path / "ws", methods=["soft_voting"])
     assert set(board["name"]) == {"flip", "flip+tta", "soft_voting"}
+
+
+def test_accumulation_clipping_early_stopping_and_bf16(bars_dataset, tmp_path):
+    cfg = _config(
+        bars_dataset, tmp_path / "ws", "train.epochs=6", "train.accumulate_grad_batches=2",
+        "train.gradient_clip_val=0.5", "train.early_stopping.patience=1",
+        "train.early_stopping.monitor=val_acc", "trainer.precision=bf16-mixed", "train.lr=0.0001",
+        "train.scheduler=none",
+    )  # fmt: skip
+    (result,) = train(cfg, folds=[0], progress=False)
+    history = pd.read_csv(tmp_path / "ws/runs/mnist_cnn/fold_0/history.csv")
+    assert result.status == "done" and len(history) == result.epochs <= 6
+    probs = np.load(tmp_path / "ws/runs/mnist_cnn/fold_0/oof_probs.npy")
+    assert probs.dtype == np.float32 and np.isfinite(probs).all()
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    """A crash while writing leaves the previous checkpoint intact."""
+    from ensemblecv.training.callbacks import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"epoch": 1, "w": torch.ones(3)}, path)
+    before = path.read_bytes()
+
+    import lightning.fabric.plugins.io.torch_io as torch_io
+
+    def crash(checkpoint, filepath, *args, **kwargs):
+        Path(filepath).write_bytes(b"partial")  # half-written file, then the process dies
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch_io, "_atomic_save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"epoch": 2, "w": torch.zeros(3)}, path)
+    assert path.read_bytes() == before
+    assert torch.load(path, weights_only=True)["epoch"] == 1
