@@ -269,13 +269,17 @@ class SoftVoting(_Linear):
         return self
 
 
-@_methods.register("hard_voting")
-class HardVoting(_Ensemble):
-    """Majority vote of member predictions; ties go to the highest mean probability."""
+class _FixedRule(_Ensemble):
+    """Rules with nothing to learn: ``fit`` only records the member count (checked later)."""
 
-    def fit(self, probas, y=None) -> HardVoting:
+    def fit(self, probas, y=None):
         self.n_members_ = len(as_members(probas))
         return self
+
+
+@_methods.register("hard_voting")
+class HardVoting(_FixedRule):
+    """Majority vote of member predictions; ties go to the highest mean probability."""
 
     def predict_proba(self, probas) -> np.ndarray:
         """Vote shares, with a tiny mean-probability term that only breaks ties."""
@@ -292,12 +296,8 @@ class HardVoting(_Ensemble):
 
 
 @_methods.register("geometric_mean")
-class GeometricMean(_Ensemble):
+class GeometricMean(_FixedRule):
     """Normalised geometric mean: rewards agreement, punishes a confident dissent."""
-
-    def fit(self, probas, y=None) -> GeometricMean:
-        self.n_members_ = len(as_members(probas))
-        return self
 
     def predict_proba(self, probas) -> np.ndarray:
         members = as_members(probas)
