@@ -18,6 +18,7 @@ from .augment_preview import register as _register_augment_preview
 from .data_commands import register as _register_data
 from .demo import register as _register_demo
 from .ensemble_commands import register as _register_ensemble
+from .evaluate_command import register as _register_evaluate
 from .train_command import register as _register_train
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ _register_data(app)
 _register_train(app)
 _register_augment_preview(app)
 _register_ensemble(app)
+_register_evaluate(app)
 _register_demo(app)
 
 

@@ -16,7 +16,15 @@ from .methods import list_methods
 from .store import PredictionStore
 
 
-def _spec(name: str, method: str, params: dict, members: list[str], weights, scores: dict) -> dict:
+def _spec(
+    name: str,
+    method: str,
+    params: dict,
+    members: list[str],
+    weights,
+    scores: dict,
+    candidates: list[str] | None = None,
+) -> dict:
     """A reproducible description: refitting ``method(**params)`` on the members' OOF gives it back."""
     return {
         "name": name,
@@ -27,6 +35,8 @@ def _spec(name: str, method: str, params: dict, members: list[str], weights, sco
             if isinstance(v, (int, float, str, bool, list, type(None)))
         },
         "members": list(members),
+        # The runs the method chose from: refitting on them reproduces the members.
+        "candidates": list(candidates or members),
         "weights": None if weights is None else {m: float(w) for m, w in zip(members, weights)},
         "scores": scores,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -73,7 +83,13 @@ def build_ensembles(
             row = ensemble_row(result)
             rows.append(row)
             specs[result.name] = _spec(
-                result.name, method, result.params, result.members, result.weights, _scores_of(row)
+                result.name,
+                method,
+                result.params,
+                result.members,
+                result.weights,
+                _scores_of(row),
+                names,
             )
     board = rank(pd.DataFrame(rows), metric)
     out = store.workspace.root
