@@ -119,7 +119,9 @@ def run_demo(
         f"({'+' if ensemble_acc >= single_acc else ''}{(ensemble_acc - single_acc) * 100:.2f} points). "
         f"Leaderboard best overall (honest CV): {board.loc[0, 'name']}."
     )
-    console.print(f"Everything is in [bold]{workspace}[/]: audit/, runs/, leaderboard.csv, ensembles/, submission.csv")
+    console.print(
+        f"Everything is in [bold]{workspace}[/]: audit/, runs/, leaderboard.csv, ensembles/, submission.csv"
+    )
     return {
         "ensemble": best["name"],
         "ensemble_test_accuracy": ensemble_acc,

@@ -14,7 +14,8 @@ def demo(
         Path("runs/demo"), "--workspace", "-w", help="Where everything is written."
     ),
     fast: bool = typer.Option(
-        False, help="5,000 training images, 2,000 test images, 4 epochs (about 3.5 minutes on 2 CPU cores)."
+        False,
+        help="5,000 training images, 2,000 test images, 4 epochs (about 3.5 minutes on 2 CPU cores).",
     ),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
