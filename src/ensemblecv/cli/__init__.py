@@ -19,6 +19,7 @@ from .data_commands import register as _register_data
 from .demo import register as _register_demo
 from .ensemble_commands import register as _register_ensemble
 from .evaluate_command import register as _register_evaluate
+from .report_commands import register as _register_report
 from .train_command import register as _register_train
 
 app = typer.Typer(
@@ -33,6 +34,7 @@ _register_train(app)
 _register_augment_preview(app)
 _register_ensemble(app)
 _register_evaluate(app)
+_register_report(app)
 _register_demo(app)
 
 
