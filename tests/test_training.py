@@ -407,3 +407,31 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
         io.save_checkpoint({"epoch": 2, "w": torch.zeros(3)}, path)
     assert path.read_bytes() == before
     assert torch.load(path, weights_only=True)["epoch"] == 1
+
+
+def test_excluded_samples_do_not_train_but_keep_oof(bars_dataset, tmp_path, monkeypatch):
+    import ensemblecv.training.runner as runner
+
+    ws = tmp_path / "ws"
+    train(_config(bars_dataset, ws), folds=[0], progress=False)  # prepares the workspace
+    folds = pd.read_parquet(ws / "folds.parquet")
+    excluded = folds.loc[folds["fold"] == 1, "sample_id"].head(3).tolist()
+    path = tmp_path / "exclude.csv"
+    pd.DataFrame({"sample_id": excluded + ["not/a/sample.png"], "reason": "test"}).to_csv(
+        path, index=False
+    )
+    seen = {}
+    real = runner._fold_rows
+
+    def spy(inputs, fold):
+        rows = real(inputs, fold)
+        seen[fold] = set(inputs.folds["sample_id"].to_numpy()[rows[0]])
+        return rows
+
+    monkeypatch.setattr(runner, "_fold_rows", spy)
+    cfg = _config(bars_dataset, ws, f"data.exclude={path}", "name=clean")
+    with pytest.warns(UserWarning, match="not in this workspace"):
+        train(cfg, progress=False)
+    assert not seen[0] & set(excluded)  # fold 0 trains on fold 1's rows, minus the excluded
+    oof = pd.read_parquet(ws / "runs/clean/fold_1/oof_samples.parquet")
+    assert set(excluded) <= set(oof["sample_id"])  # still predicted out of fold

@@ -51,6 +51,10 @@ class DataConfig(_Strict):
     test_limit: int | None = Field(
         None, ge=1, description="use at most N test images, classes balanced"
     )
+    exclude: str | None = Field(
+        None,
+        description="CSV with a sample_id column (e.g. from label-issues): left out of training",
+    )
     strict: bool = Field(False, description="abort on unreadable files instead of excluding them")
     num_workers: int | None = Field(None, ge=0, description="DataLoader workers; None = auto")
     cache_ram_mb: int = Field(

@@ -34,6 +34,8 @@ class RunInputs:
     workers: int
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    #: False for samples that must not be trained on (data.exclude); None = all train.
+    train_mask: np.ndarray | None = None
     test_table: SampleTable | None = None
     test_source: ImageSource | None = None
     test_targets: np.ndarray | None = None
@@ -106,6 +108,27 @@ def _load_test(
     return table, table.frame["class_name"].map(index).to_numpy(dtype=np.int64)
 
 
+def exclusion_mask(path: Path, sample_ids: np.ndarray) -> np.ndarray:
+    """True for samples to train on; ids in ``path`` (CSV, column sample_id) are left out."""
+    import warnings
+
+    if not path.is_file():
+        raise DataError(f"data.exclude file {path} does not exist.")
+    frame = pd.read_csv(path, dtype=str)
+    if "sample_id" not in frame.columns:
+        raise DataError(f"{path} needs a 'sample_id' column; found {', '.join(frame.columns)}.")
+    wanted = set(frame["sample_id"].dropna())
+    unknown = sorted(wanted - set(sample_ids))
+    if unknown:
+        warnings.warn(
+            f"{len(unknown)} sample id(s) in {path} are not in this workspace and are ignored, "
+            f"e.g. {', '.join(unknown[:5])}.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return ~np.isin(sample_ids, list(wanted))
+
+
 def prepare_inputs(config: ExperimentConfig, progress: bool = True) -> RunInputs:
     from ..augment import build_resize, build_transforms, resolve_normalization
 
@@ -141,6 +164,8 @@ def prepare_inputs(config: ExperimentConfig, progress: bool = True) -> RunInputs
         mean,
         std,
     )
+    if data.exclude:
+        inputs.train_mask = exclusion_mask(Path(data.exclude), table.frame["sample_id"].to_numpy())
     if data.test:
         test_table, test_targets = _load_test(config, table.classes, progress)
         inputs.test_table, inputs.test_targets = test_table, test_targets

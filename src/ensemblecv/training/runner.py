@@ -106,11 +106,18 @@ def bag_members(config: ExperimentConfig) -> list[ExperimentConfig]:
 
 
 def _fold_rows(inputs: RunInputs, fold: int | str) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation rows of ``fold``.
+
+    Excluded samples (``data.exclude``) never train, but they keep their place in
+    validation, so every run still has an OOF prediction for every sample and
+    scores stay comparable across runs with and without the exclusions.
+    """
     positions = np.arange(len(inputs.folds))
+    train = np.ones(len(positions), dtype=bool) if inputs.train_mask is None else inputs.train_mask
     if fold == "full":
-        return positions, positions[:0]
+        return positions[train], positions[:0]
     is_val = inputs.folds["fold"].to_numpy() == int(fold)
-    return positions[~is_val], positions[is_val]
+    return positions[~is_val & train], positions[is_val]
 
 
 def _callbacks(config: ExperimentConfig, fold_dir: Path, has_val: bool, progress: bool) -> list:
