@@ -15,6 +15,7 @@ import typer
 from ..errors import EnsembleCVError
 from . import _console
 from .augment_preview import register as _register_augment_preview
+from .clean_commands import register as _register_clean
 from .data_commands import register as _register_data
 from .demo import register as _register_demo
 from .ensemble_commands import register as _register_ensemble
@@ -35,6 +36,7 @@ _register_augment_preview(app)
 _register_ensemble(app)
 _register_evaluate(app)
 _register_report(app)
+_register_clean(app)
 _register_demo(app)
 
 

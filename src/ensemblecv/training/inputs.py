@@ -112,12 +112,9 @@ def exclusion_mask(path: Path, sample_ids: np.ndarray) -> np.ndarray:
     """True for samples to train on; ids in ``path`` (CSV, column sample_id) are left out."""
     import warnings
 
-    if not path.is_file():
-        raise DataError(f"data.exclude file {path} does not exist.")
-    frame = pd.read_csv(path, dtype=str)
-    if "sample_id" not in frame.columns:
-        raise DataError(f"{path} needs a 'sample_id' column; found {', '.join(frame.columns)}.")
-    wanted = set(frame["sample_id"].dropna())
+    from ..label_issues import read_exclusions
+
+    wanted = set(read_exclusions(path)["sample_id"])
     unknown = sorted(wanted - set(sample_ids))
     if unknown:
         warnings.warn(
