@@ -37,7 +37,7 @@ def demo_configs(
         "limit": (5000 if fast else 12000) if not small else None,
         "test_limit": 2000 if fast and not small else None,
     }
-    default_epochs = (4 if fast else 6) if not small else 8
+    default_epochs = (4 if fast else 10) if not small else 8
     train = {
         "epochs": epochs or default_epochs,
         "batch_size": 128,
