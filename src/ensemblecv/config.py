@@ -51,6 +51,9 @@ class DataConfig(_Strict):
     test_limit: int | None = Field(
         None, ge=1, description="use at most N test images, classes balanced"
     )
+    groups: str | None = Field(
+        None, description="duplicates.csv from `ensemblecv dedup`: its groups never straddle folds"
+    )
     exclude: str | None = Field(
         None,
         description="CSV with a sample_id column (e.g. from label-issues): left out of training",

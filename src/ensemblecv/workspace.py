@@ -101,6 +101,7 @@ def prepare_workspace(
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
     scan: ScanResult | None = None,
+    groups: str | Path | None = None,
 ) -> Workspace:
     """Create (or verify) the workspace tables for ``data``; idempotent.
 
@@ -118,6 +119,10 @@ def prepare_workspace(
     good = exclude_bad(scan, strict=strict, report_path=report)
     hashes = scan.stats.loc[scan.ok, "hash"].reset_index(drop=True)
     good = duplicate_groups(good, hashes)
+    if groups:
+        from .dedup import apply_groups  # near-duplicate groups from `ensemblecv dedup`
+
+        good = apply_groups(good, groups)
     if ws.is_prepared():
         saved_classes = load_classes(ws.classes_path)
         if saved_classes != good.classes:

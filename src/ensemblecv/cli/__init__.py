@@ -17,6 +17,7 @@ from . import _console
 from .augment_preview import register as _register_augment_preview
 from .clean_commands import register as _register_clean
 from .data_commands import register as _register_data
+from .dedup_commands import register as _register_dedup
 from .demo import register as _register_demo
 from .ensemble_commands import register as _register_ensemble
 from .evaluate_command import register as _register_evaluate
@@ -37,6 +38,7 @@ _register_ensemble(app)
 _register_evaluate(app)
 _register_report(app)
 _register_clean(app)
+_register_dedup(app)
 _register_demo(app)
 
 

@@ -83,7 +83,13 @@ def open_workspace(config: ExperimentConfig, progress: bool = True) -> Workspace
     with _progress(progress, "scan", len(table)) as advance:
         scan = scan_table(table, progress=advance)
     return prepare_workspace(
-        ws.root, table, folds=data.folds, seed=data.fold_seed, strict=data.strict, scan=scan
+        ws.root,
+        table,
+        folds=data.folds,
+        seed=data.fold_seed,
+        strict=data.strict,
+        scan=scan,
+        groups=data.groups,
     )
 
 
