@@ -10,7 +10,7 @@ import pandas as pd
 from ..workspace import Workspace
 from .groups import read_duplicates
 from .phash import hash_images
-from .search import exact_pairs, phash_candidates
+from .search import find_pairs
 
 
 def _pairs_from_dedup(dup: pd.DataFrame, sample_ids: np.ndarray) -> np.ndarray:
@@ -24,13 +24,30 @@ def _pairs_from_dedup(dup: pd.DataFrame, sample_ids: np.ndarray) -> np.ndarray:
     return np.array(edges, dtype=np.int64).reshape(-1, 2)
 
 
-def _pairs_on_the_fly(paths: list[str], max_distance: int, flip_invariant: bool, workers: int):
+def _pairs_on_the_fly(
+    paths: list[str],
+    labels: np.ndarray,
+    max_distance: int,
+    flip_invariant: bool,
+    workers: int,
+    min_ssim: float,
+):
+    """Exact copies plus pHash candidates confirmed by SSIM, as in ``ensemblecv dedup``.
+
+    pHash alone is too loose for small, similar images (plain T-shirts at 28 px
+    share hashes): unconfirmed, it would report leakage that is not there.
+    """
     h = hash_images(paths, workers=workers)
-    ok = np.flatnonzero(h.ok)
-    near = phash_candidates(h.phash[ok], h.phash_flip[ok] if flip_invariant else None, max_distance)
-    ex = exact_pairs(h.content[ok])
-    both = np.concatenate([near[["i", "j"]].to_numpy(np.int64), ex[["i", "j"]].to_numpy(np.int64)])
-    return ok[both] if len(both) else both.reshape(-1, 2)
+    pairs, _ = find_pairs(
+        paths,
+        labels,
+        h,
+        within_class_ssim=min_ssim,
+        cross_class_cosine=2.0,
+        flip_invariant=flip_invariant,
+        max_distance=max_distance,
+    )
+    return pairs[["i", "j"]].to_numpy(np.int64).reshape(-1, 2)
 
 
 def leakage_report(
@@ -40,12 +57,13 @@ def leakage_report(
     flip_invariant: bool = True,
     workers: int = 0,
     examples: int = 20,
+    min_ssim: float = 0.95,
 ) -> dict:
     """Per fold: validation samples with a duplicate in the training folds.
 
     Duplicates come from a dedup output (``duplicates.csv``: same group) or,
     without one, from exact content hashes and pHash distance ≤ ``max_distance``
-    computed now. Returns ``{'folds': [...], 'validation': n, 'leaked': m,
+    confirmed by SSIM >= ``min_ssim``, computed now. Returns ``{'folds': [...], 'validation': n, 'leaked': m,
     'fraction': m / n, 'examples': [...]}``.
     """
     ws = Workspace(Path(workspace))
@@ -59,9 +77,14 @@ def leakage_report(
         source = str(dedup)
     else:
         pairs = _pairs_on_the_fly(
-            table.frame["path"].tolist(), max_distance, flip_invariant, workers
+            table.frame["path"].tolist(),
+            table.frame["label"].to_numpy(),
+            max_distance,
+            flip_invariant,
+            workers,
+            min_ssim,
         )
-        source = f"pHash distance <= {max_distance}" + (
+        source = f"exact copies and pHash distance <= {max_distance} with SSIM >= {min_ssim}" + (
             " (flip-invariant)" if flip_invariant else ""
         )
     leaked = np.zeros(len(ids), dtype=bool)
