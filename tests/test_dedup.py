@@ -317,3 +317,42 @@ def test_config_groups_reach_the_fold_table(tmp_path):
     folds = ws.load_folds().set_index("sample_id")["fold"]
     for x, y in pairs:
         assert folds[x] == folds[y]
+
+
+def test_audit_forecasts_classes_left_too_small_by_cleaning(tmp_path):
+    import json
+
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from ensemblecv.audit import run_audit
+
+    root = tmp_path / "data"
+    rng = np.random.default_rng(1)
+    for c, n in (("big", 8), ("small", 4)):
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(
+                root / c / f"{i}.png"
+            )
+    rows = [  # three of "small"'s four images are one near-duplicate group: cleaning keeps one
+        {
+            "group": 0,
+            "kind": "within_class",
+            "sample_id": f"small/{i}.png",
+            "path": str(root / f"small/{i}.png"),
+            "class_name": "small",
+            "similarity": 0.99,
+            "keep": i == 0,
+        }
+        for i in range(3)
+    ]
+    dup = tmp_path / "dup.csv"
+    pd.DataFrame(rows).to_csv(dup, index=False)
+    result = run_audit(
+        str(root), tmp_path / "audit", workers=0, min_per_class=3, progress=False, dedup=dup
+    )
+    forecast = json.loads(result.json_path.read_text())["cleaning_forecast"]
+    assert forecast["classes_below_k"] == {"small": {"before": 4, "after": 2}}
+    assert "would leave 1 class" in result.html_path.read_text()

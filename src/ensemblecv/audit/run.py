@@ -110,6 +110,7 @@ def run_audit(
     per_class_samples: int = 8,
     progress: bool = True,
     console: Console | None = None,
+    dedup: str | os.PathLike | None = None,
 ) -> AuditResult:
     """Audit ``data`` (folder, CSV, built-in name, a loaded table or a scan) into ``out_dir``.
 
@@ -132,6 +133,8 @@ def run_audit(
         timing["scan_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     audit = compute_audit(scan, min_per_class=min_per_class)
+    if dedup is not None:
+        _add_cleaning_forecast(audit, scan, dedup, min_per_class)
     timing["compute_s"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     images = _figures(scan, audit, per_class_samples)
@@ -144,6 +147,29 @@ def run_audit(
     }
     json_path, html_path = _write(out_dir, audit, images)
     return AuditResult(audit, json_path, html_path, scan)
+
+
+def _add_cleaning_forecast(audit: dict, scan: ScanResult, dedup, k: int) -> None:
+    """Classes that would fall below ``k`` images if the dedup output were applied.
+
+    One report removed near-duplicates and lost classes down to 1–2 images;
+    this says so before anything is removed.
+    """
+    from ..dedup import classes_below_k, read_duplicates
+
+    below = classes_below_k(scan.table, read_duplicates(dedup), k)
+    audit["cleaning_forecast"] = {"dedup": str(dedup), "min_per_class": k, "classes_below_k": below}
+    if below:
+        shown = ", ".join(f"{c} ({v['before']}→{v['after']})" for c, v in list(below.items())[:10])
+        audit["warnings"].insert(
+            0,
+            {
+                "level": "warning",
+                "code": "cleaning_leaves_small_classes",
+                "message": f"Applying the dedup in {dedup} would leave {len(below)} class(es) with fewer "
+                f"than {k} images: {shown}.",
+            },
+        )
 
 
 def _fmt_list(values: list[float]) -> str:

@@ -77,12 +77,22 @@ def audit(
     min_per_class: int = typer.Option(
         5, min=1, help="Flag classes with fewer images (e.g. your fold count)."
     ),
+    dedup: Path | None = typer.Option(
+        None,
+        help="An `ensemblecv dedup` output: warn about classes cleaning would leave too small.",
+    ),
 ) -> None:
     """Analyse a dataset: class balance, sizes, modes, brightness, mean/std, duplicates, bad files."""
     from ..audit import run_audit, summarize
 
     result = run_audit(
-        data, out, workers=workers, min_per_class=min_per_class, progress=True, console=console
+        data,
+        out,
+        workers=workers,
+        min_per_class=min_per_class,
+        progress=True,
+        console=console,
+        dedup=dedup,
     )
     summarize(result.audit, console)
 
