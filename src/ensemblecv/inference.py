@@ -134,9 +134,7 @@ def predict_members(
             decoded[data.channels] = _Decoded(table, data.channels)
         key = (data.channels, data.image_size, data.resize)
         if key not in sources:
-            src = ImageSource.__new__(ImageSource)
-            src.loader, src.resize, src.cache = decoded[data.channels], build_resize(data), None
-            sources[key] = src
+            sources[key] = ImageSource.uncached(decoded[data.channels], build_resize(data))
         mean, std = resolve_normalization(data.normalize, data.channels, ws.normalization())
         _, eval_tf = build_transforms(data, cfg.augment, mean, std, include_resize=False)
         views = sorted(set(tta or []) | set(member_tta))
