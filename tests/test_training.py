@@ -238,6 +238,7 @@ def test_mlflow_tracking_records_run(bars_dataset, tmp_path):
     assert "val_loss" in run.data.metrics and "train_loss" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "history.csv"} <= artifacts
+    assert run.info.artifact_uri.startswith((tmp_path / "ws" / "mlartifacts").as_uri())
 
 
 # --- losses, optimizers, schedules (unit level) -------------------------------------------

@@ -50,11 +50,15 @@ def build_logger(config: ExperimentConfig, workspace: Path, run_name: str, fold:
             raise ConfigError(
                 "MLflow is not installed: `pip install mlflow` or set tracking: none."
             ) from exc
+        # With the default SQLite store, artifacts belong in the workspace too (MLflow
+        # would otherwise write ./mlruns in whatever folder the command runs from).
+        artifacts = None if config.tracking.uri else (workspace / "mlartifacts").absolute().as_uri()
         logger = MLFlowLogger(
             experiment_name=experiment,
             run_name=f"{run_name}/{fold}",
             tracking_uri=tracking_uri(config, workspace),
             tags={"run": run_name, "fold": fold},
+            artifact_location=artifacts,
         )
     logger.log_hyperparams(_flatten(config.model_dump(mode="json")))
     return logger
