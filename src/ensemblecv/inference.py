@@ -1,8 +1,10 @@
 """Predict new images with a run or an ensemble: ``ensemblecv predict``.
 
-Images are decoded once and kept in memory (when they fit) while every member
-model and fold checkpoint runs over them; members that share preprocessing
-also share the resized copy. Fold models of one run are averaged; a run's
+Images are decoded and resized once per preprocessing (channels, size, resize
+mode) and kept in RAM within ``data.cache_ram_mb`` while every member model and
+fold checkpoint runs over them — so an ensemble whose members share their
+preprocessing decodes each image once, and memory stays bounded for large
+test sets (full-size decoded images are never held). Fold models of one run are averaged; a run's
 ``refit_full`` model replaces its folds when present.
 """
 
@@ -54,22 +56,6 @@ def checkpoints(run_dir: Path) -> list[Path]:
     return found
 
 
-class _Decoded:
-    """Decoded full-size images by row, shared by every preprocessing group."""
-
-    def __init__(self, table: SampleTable, channels: int) -> None:
-        from .data.dataset import ImageDataset
-
-        self.loader = ImageDataset(table, channels=channels)
-        self.images = [self.loader.load(i)[0] for i in range(len(table))]
-
-    def load(self, index: int):
-        return self.images[index], True
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-
 @dataclass
 class MemberPrediction:
     run: str
@@ -113,7 +99,7 @@ def predict_members(
     tta: list[str] | None = None,
     batch_size: int = 256,
 ) -> list[MemberPrediction]:
-    """Probabilities of each run for every row of ``table`` (decoded once per channel count)."""
+    """Probabilities of each run for every row of ``table`` (decoded once per preprocessing)."""
     from .augment import build_resize, build_transforms, resolve_normalization
     from .workspace import Workspace
 
@@ -122,7 +108,6 @@ def predict_members(
         raise EnsembleCVError(f"Unknown TTA mode(s) {bad}; available: {', '.join(TTA_MODES)}.")
     ws = Workspace(Path(workspace))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    decoded: dict[int, _Decoded] = {}
     sources: dict[tuple, ImageSource] = {}
     out = []
     for member in runs:
@@ -130,11 +115,11 @@ def predict_members(
         run, member_tta = (member[:-4], ["hflip"]) if member.endswith("+tta") else (member, [])
         cfg = ExperimentConfig.model_validate(_run_config(ws.run_dir(run)))
         data = cfg.data
-        if data.channels not in decoded:
-            decoded[data.channels] = _Decoded(table, data.channels)
         key = (data.channels, data.image_size, data.resize)
         if key not in sources:
-            sources[key] = ImageSource.uncached(decoded[data.channels], build_resize(data))
+            sources[key] = ImageSource(
+                table, data.channels, build_resize(data), data.image_size, data.cache_ram_mb
+            )
         mean, std = resolve_normalization(data.normalize, data.channels, ws.normalization())
         _, eval_tf = build_transforms(data, cfg.augment, mean, std, include_resize=False)
         views = sorted(set(tta or []) | set(member_tta))

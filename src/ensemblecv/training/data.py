@@ -53,13 +53,6 @@ class ImageSource:
         if cache_ram_mb > 0 and need_mb <= cache_ram_mb:
             self.cache = self._build_cache(len(table), image_size, channels, progress)
 
-    @classmethod
-    def uncached(cls, loader, resize: Callable[[np.ndarray], np.ndarray]) -> ImageSource:
-        """A source over an existing loader (e.g. images already decoded for prediction)."""
-        source = cls.__new__(cls)
-        source.loader, source.resize, source.cache = loader, resize, None
-        return source
-
     def _build_cache(self, n: int, size: int, channels: int, progress) -> np.ndarray:
         cache = np.empty((n, size, size, channels), dtype=np.uint8)
 
