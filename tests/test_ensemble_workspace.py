@@ -14,6 +14,7 @@ import json
 import warnings
 from pathlib import Path
 
+import fakes  # tests/fakes.py
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,7 +23,6 @@ from PIL import Image
 from threadpoolctl import threadpool_limits
 
 import ensemblecv.inference as inference
-from ensemblecv.config import load_config, to_yaml
 from ensemblecv.data.samples import load_samples
 from ensemblecv.ensemble import HardVoting, PredictionStore, build_ensembles, load_spec, nested_oof
 from ensemblecv.ensemble.leaderboard import DEFAULT_METHODS, build_method
@@ -45,31 +45,15 @@ def _one_thread():
         yield
 
 
-def _png(path: Path, color) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (8, 8), color).save(path)
-    return path
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
+_png, _softmax = fakes.png, fakes.softmax
 
 
 def _probs(labels: np.ndarray, signal: float, rng) -> np.ndarray:
-    logits = rng.normal(size=(len(labels), len(CLASSES)))
-    logits[np.arange(len(labels)), labels] += signal
-    return _softmax(logits).astype(np.float32)
+    return fakes.probs(labels, signal, rng, len(CLASSES))
 
 
 def _config_yaml(name: str, data: Path, ws: Path) -> str:
-    base = {
-        "workspace": str(ws),
-        "name": name,
-        "data": {"train": str(data), "folds": FOLDS},
-        "model": {"name": "mnist_cnn"},
-    }
-    return to_yaml(load_config(None, [], base=base))
+    return fakes.config_yaml(name, data, ws, FOLDS)
 
 
 def _fake_run(

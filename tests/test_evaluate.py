@@ -13,6 +13,7 @@ import json
 import warnings
 from pathlib import Path
 
+import fakes  # tests/fakes.py
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,7 +25,6 @@ from threadpoolctl import threadpool_limits
 from torchmetrics.classification import MulticlassCalibrationError
 from typer.testing import CliRunner
 
-from ensemblecv.config import load_config, to_yaml
 from ensemblecv.ensemble import PredictionStore, build_ensembles, nested_oof
 from ensemblecv.ensemble.leaderboard import build_method
 from ensemblecv.errors import EnsembleCVError
@@ -230,31 +230,15 @@ def test_helpers_for_picks_the_model_strong_on_the_weak_class():
 # ---------------------------------------------------------------- fabricated workspace
 
 
-def _png(path: Path, color) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (8, 8), color).save(path)
-    return path
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
+_png, _softmax = fakes.png, fakes.softmax
 
 
 def _probs(labels: np.ndarray, signal: float, rng) -> np.ndarray:
-    logits = rng.normal(size=(len(labels), len(CLASSES)))
-    logits[np.arange(len(labels)), labels] += signal
-    return _softmax(logits).astype(np.float32)
+    return fakes.probs(labels, signal, rng, len(CLASSES))
 
 
 def _config_yaml(name: str, data: Path, ws: Path) -> str:
-    base = {
-        "workspace": str(ws),
-        "name": name,
-        "data": {"train": str(data), "folds": FOLDS},
-        "model": {"name": "mnist_cnn"},
-    }
-    return to_yaml(load_config(None, [], base=base))
+    return fakes.config_yaml(name, data, ws, FOLDS)
 
 
 def _fake_run(ws: Path, data: Path, name: str, signal: float, seed: int, test_signal=None):
