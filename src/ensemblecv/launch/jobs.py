@@ -1,0 +1,166 @@
+"""(config, fold) jobs: the unit that launchers schedule.
+
+A job is one bag member of one config on one fold (or ``full``). Its result is
+the fold folder the local runner writes, so a job run anywhere — this process,
+a Ray worker, another machine on shared storage — leaves the same layout, and
+``done.json`` tells every launcher that it can be skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import ExperimentConfig
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Job:
+    config: ExperimentConfig  # one bag member (train.repeats == 1)
+    fold: int | str
+
+    @property
+    def name(self) -> str:
+        return f"{self.config.run_name}/{self.fold_dirname}"
+
+    @property
+    def fold_dirname(self) -> str:
+        return "full" if self.fold == "full" else f"fold_{self.fold}"
+
+    def fold_dir(self, base_dir: Path | None = None) -> Path:
+        ws = Path(self.config.workspace)
+        if base_dir is not None and not ws.is_absolute():
+            ws = base_dir / ws
+        return ws / "runs" / self.config.run_name / self.fold_dirname
+
+    def is_done(self, base_dir: Path | None = None) -> bool:
+        return (self.fold_dir(base_dir) / "done.json").is_file()
+
+    def done_record(self, base_dir: Path | None = None) -> dict:
+        return json.loads((self.fold_dir(base_dir) / "done.json").read_text())
+
+
+def plan_jobs(
+    configs: list[ExperimentConfig], folds: list[int] | None = None, progress: bool = True
+) -> list[Job]:
+    """Every (bag member, fold) job of ``configs``; prepares each workspace once, here.
+
+    Preparing in the launching process means parallel jobs only ever read the
+    sample and fold tables, so they cannot race to write them.
+    """
+    from ..training.inputs import open_workspace
+    from ..training.runner import bag_members
+
+    jobs: list[Job] = []
+    names: dict[tuple[str, str], int] = {}
+    for i, config in enumerate(configs):
+        ws = open_workspace(config, progress=progress)
+        from ..data.folds import load_folds
+
+        n_folds = int(load_folds(ws.folds_path)["fold"].max()) + 1
+        todo: list[int | str] = list(range(n_folds)) if folds is None else list(folds)
+        bad = [f for f in todo if not 0 <= int(f) < n_folds]
+        if bad:
+            raise ConfigError(f"--folds {bad} out of range: {ws.root} has folds 0..{n_folds - 1}.")
+        if config.train.refit_full and folds is None:
+            todo.append("full")
+        prepare_tracking(config)
+        for member in bag_members(config):
+            key = (str(Path(member.workspace).resolve()), member.run_name)
+            if key in names and names[key] != i:
+                raise ConfigError(
+                    f"Two configs use the run name {member.run_name!r} in workspace "
+                    f"{member.workspace}; give one of them another name (name=...)."
+                )
+            names[key] = i
+            jobs += [Job(member, fold) for fold in todo]
+    return jobs
+
+
+def prepare_tracking(config: ExperimentConfig) -> None:
+    """Create the MLflow store and experiment before parallel jobs start.
+
+    Jobs that start together would otherwise all try to create the SQLite schema
+    and the experiment at once, and all but one fail on the race. Once both
+    exist, concurrent runs only append rows, which SQLite serialises.
+    """
+    if config.tracking.backend != "mlflow":
+        return
+    from mlflow import MlflowClient
+
+    from ..training.tracking import artifact_location, experiment_name, tracking_uri
+
+    ws = Path(config.workspace)
+    ws.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(tracking_uri(config, ws))
+    name = experiment_name(config, ws)
+    if client.get_experiment_by_name(name) is None:
+        client.create_experiment(name, artifact_location=artifact_location(config, ws))
+
+
+@contextmanager
+def working_dir(path: str | Path | None) -> Iterator[None]:
+    """Run relative paths (workspace, data) from the launching process's folder.
+
+    A Ray worker starts elsewhere; with shared storage mounted at the same path
+    on every machine, the launcher's folder resolves configs exactly as a local
+    run would, and each config's saved text stays the same as a local run's.
+    """
+    if path is None or not Path(path).is_dir():
+        yield
+        return
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def run_job(
+    config: dict | ExperimentConfig,
+    fold: int | str,
+    base_dir: str | None = None,
+    resume: bool = True,
+    threads: int | None = None,
+):
+    """Train one job in this process and return its :class:`FoldResult`.
+
+    ``resume`` is on by default: a job retried after its worker died continues
+    from its ``last.ckpt``, which reproduces an uninterrupted run exactly.
+    """
+    import torch
+
+    from ..training.inputs import prepare_inputs
+    from ..training.runner import _check_run_dir, _quiet_lightning, train_fold
+
+    _quiet_lightning()
+    if isinstance(config, dict):
+        config = ExperimentConfig.model_validate(config)
+    if threads:
+        torch.set_num_threads(int(threads))
+    with working_dir(base_dir):
+        inputs = prepare_inputs(config, progress=False)
+        run_dir = inputs.workspace.run_dir(config.run_name)
+        _check_run_dir(run_dir, config)
+        return train_fold(config, inputs, fold, run_dir, resume, progress=False)
+
+
+def train_many(
+    configs: list[ExperimentConfig],
+    folds: list[int] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> list:
+    """The local launcher: each config in turn, exactly as ``train`` does for one."""
+    from ..training import train
+
+    results = []
+    for config in configs:
+        results += train(config, folds=folds, resume=resume, progress=progress)
+    return results

@@ -1,0 +1,163 @@
+"""``--launcher ray`` on a local Ray instance: parallel jobs, skipping, retries, reports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+ray = pytest.importorskip("ray")
+
+from ensemblecv.config import load_config  # noqa: E402
+from ensemblecv.errors import ConfigError  # noqa: E402
+from ensemblecv.launch import LaunchError, launch_ray, plan_jobs, run_job  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Test job functions live in this module, which Ray's workers cannot import.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield ray
+    ray.shutdown()
+
+
+def write_configs(root: Path, workspace: str, tracking: str = "none") -> list[Path]:
+    paths = []
+    for name, model in (("a", "cnn_small"), ("b", "mnist_cnn")):
+        cfg = {
+            "workspace": workspace,
+            "name": name,
+            "data": {
+                "train": "digits",
+                "test": "digits:test",
+                "image_size": 16,
+                "folds": 2,
+                "limit": 160,
+                "test_limit": 40,
+                "num_workers": 0,
+            },
+            "model": {"name": model},
+            "train": {"epochs": 1, "batch_size": 32},
+            "tracking": {"backend": tracking},
+        }
+        path = root / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        paths.append(path)
+    return paths
+
+
+def layout(ws: Path) -> set[str]:
+    return {
+        str(p.relative_to(ws))
+        for p in (ws / "runs").rglob("*")
+        if p.is_file() and p.name not in ("done.json",)
+    }
+
+
+def test_ray_trains_configs_by_folds_in_parallel_like_serial_training(
+    local_ray, tmp_path, monkeypatch
+):
+    from typer.testing import CliRunner
+
+    from ensemblecv.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    paths = write_configs(tmp_path, "ws_ray", tracking="mlflow")
+    runner = CliRunner()
+    out = runner.invoke(
+        app, ["train", *map(str, paths), "--launcher", "ray", "--no-progress", "train.seed=3"]
+    )
+    assert out.exit_code == 0, out.output
+    (tmp_path / "serial").mkdir()
+    serial = write_configs(tmp_path / "serial", "ws_serial")
+    out = runner.invoke(app, ["train", *map(str, serial), "--no-progress", "train.seed=3"])
+    assert out.exit_code == 0, out.output
+
+    ray_ws, serial_ws = tmp_path / "ws_ray", tmp_path / "ws_serial"
+    assert layout(ray_ws) == layout(serial_ws)
+    assert len(list(ray_ws.glob("runs/*/fold_*/done.json"))) == 4
+    for run in ("a", "b"):
+        for k in (0, 1):
+            fold = f"runs/{run}/fold_{k}"
+            ids_ray = pd.read_parquet(ray_ws / fold / "oof_samples.parquet")
+            ids_serial = pd.read_parquet(serial_ws / fold / "oof_samples.parquet")
+            pd.testing.assert_frame_equal(ids_ray, ids_serial)
+            np.testing.assert_allclose(
+                np.load(ray_ws / fold / "oof_probs.npy"),
+                np.load(serial_ws / fold / "oof_probs.npy"),
+                atol=1e-4,
+            )
+    # Four jobs wrote to one SQLite tracking file at once: no record may be lost.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{ray_ws / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert sorted((r.data.tags["run"], r.data.tags["fold"]) for r in runs) == [
+        ("a", "fold_0"),
+        ("a", "fold_1"),
+        ("b", "fold_0"),
+        ("b", "fold_1"),
+    ]
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+    # A second launch finds every job done and trains nothing.
+    stamps = {p: p.stat().st_mtime_ns for p in ray_ws.glob("runs/*/fold_*/*.npy")}
+    out = runner.invoke(
+        app, ["train", *map(str, paths), "--launcher", "ray", "--no-progress", "train.seed=3"]
+    )
+    assert out.exit_code == 0, out.output
+    assert out.output.count("skipped") == 4  # the narrow table may wrap "(done)"
+    assert stamps == {p: p.stat().st_mtime_ns for p in ray_ws.glob("runs/*/fold_*/*.npy")}
+
+
+def die_once(config, fold, base_dir, resume, threads):
+    """SIGKILL the worker the first time each job runs, like an OOM kill or a lost node."""
+    marker = Path(base_dir) / f"attempt_{config['name']}_{fold}"
+    attempts = int(marker.read_text()) + 1 if marker.exists() else 1
+    marker.write_text(str(attempts))
+    if attempts == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return run_job(config, fold, base_dir, resume, threads)
+
+
+def bad_config_for_b(config, fold, base_dir, resume, threads):
+    marker = Path(base_dir) / f"attempt_{config['name']}_{fold}"
+    marker.write_text(str(int(marker.read_text()) + 1 if marker.exists() else 1))
+    if config["name"] == "b":
+        raise ConfigError("model 'nope' is unknown")
+    return run_job(config, fold, base_dir, resume, threads)
+
+
+def test_a_killed_job_is_retried_and_user_errors_are_reported_by_name(
+    local_ray, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    configs = [load_config(p, []) for p in write_configs(tmp_path, "ws")]
+    jobs = [j for j in plan_jobs(configs, folds=[0], progress=False)]
+    results = launch_ray(jobs[:1], max_retries=1, progress=False, job_fn=die_once)
+    assert [(r.run, r.fold, r.status) for r in results] == [("a", "0", "done")]
+    assert (tmp_path / "attempt_a_0").read_text() == "2"
+    assert (tmp_path / "ws/runs/a/fold_0/done.json").is_file()
+
+    with pytest.raises(LaunchError) as err:
+        launch_ray(jobs, max_retries=2, progress=False, job_fn=bad_config_for_b)
+    assert err.value.failures == {"b/fold_0": "model 'nope' is unknown"}
+    assert "b/fold_0: model 'nope' is unknown" in str(err.value)
+    # a/fold_0 was already done and was skipped; b's user error was not retried.
+    assert (tmp_path / "attempt_a_0").read_text() == "2"
+    assert (tmp_path / "attempt_b_0").read_text() == "1"
+    assert [r.status for r in err.value.results] == ["skipped (done)"]
+
+
+def test_a_run_name_used_by_two_configs_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    a, _ = write_configs(tmp_path, "ws")
+    with pytest.raises(ConfigError, match="run name 'a'"):
+        plan_jobs([load_config(a, []), load_config(a, ["model.name=mnist_cnn"])], progress=False)
