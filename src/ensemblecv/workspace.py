@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ._io import atomic_write
 from .data.folds import load_folds, make_folds, save_folds
 from .data.samples import SampleTable, load_classes, load_samples, save_classes
 from .data.scan import ScanResult, duplicate_groups, exclude_bad, normalization_stats, scan_table
@@ -133,24 +134,24 @@ def prepare_workspace(
         load_folds(ws.folds_path, good)
         return ws
     fold_table = make_folds(good, k=folds, seed=seed)
-    ws.stats_path.write_text(
-        json.dumps(normalization_stats(scan.stats), indent=1), encoding="utf-8"
+    # Every table is written atomically and folds.parquet last, so `is_prepared()`
+    # (what other processes, e.g. DDP ranks waiting on rank 0, poll) only turns true
+    # once every table is complete; concurrent writers would write identical bytes.
+    stats = json.dumps(normalization_stats(scan.stats), indent=1)
+    atomic_write(ws.stats_path, lambda p: p.write_text(stats, encoding="utf-8"))
+    info = json.dumps(
+        {
+            "source": table.source,
+            "folds": folds,
+            "fold_seed": seed,
+            "samples": len(good),
+            "excluded": int((~scan.ok).sum()),
+        },
+        indent=1,
+        ensure_ascii=False,
     )
-    ws.info_path.write_text(
-        json.dumps(
-            {
-                "source": table.source,
-                "folds": folds,
-                "fold_seed": seed,
-                "samples": len(good),
-                "excluded": int((~scan.ok).sum()),
-            },
-            indent=1,
-            ensure_ascii=False,
-        ),
-        encoding="utf-8",
-    )
-    save_classes(good.classes, ws.classes_path)
-    good.frame.to_parquet(ws.samples_path, index=False)
-    save_folds(fold_table, ws.folds_path)
+    atomic_write(ws.info_path, lambda p: p.write_text(info, encoding="utf-8"))
+    atomic_write(ws.classes_path, lambda p: save_classes(good.classes, p))
+    atomic_write(ws.samples_path, lambda p: good.frame.to_parquet(p, index=False))
+    atomic_write(ws.folds_path, lambda p: save_folds(fold_table, p))
     return ws

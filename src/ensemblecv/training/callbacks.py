@@ -34,7 +34,8 @@ class HistoryWriter(pl.Callback):
     """One row per epoch in ``history.csv``, rewritten atomically after each epoch.
 
     On resume, rows of epochs that are about to be re-run are dropped, so the
-    file never holds an epoch twice.
+    file never holds an epoch twice. Under DDP only global rank 0 reads and
+    writes the file (the metrics it records are already synced over ranks).
     """
 
     def __init__(self, path: Path) -> None:
@@ -45,7 +46,7 @@ class HistoryWriter(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # on_train_start runs after a checkpoint is restored, so current_epoch is the resumed one.
-        if self.path.is_file():
+        if trainer.is_global_zero and self.path.is_file():
             old = pd.read_csv(self.path)
             self.rows = old[old["epoch"] < trainer.current_epoch].to_dict("records")
 
@@ -60,6 +61,8 @@ class HistoryWriter(pl.Callback):
             self._train_end = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
         m = trainer.callback_metrics
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
 

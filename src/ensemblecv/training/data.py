@@ -119,6 +119,17 @@ class SeededSampler(Sampler):
 
     ``weights`` (counts per position, e.g. from a bootstrap resample) repeat
     positions. Lightning calls :meth:`set_epoch` before every epoch.
+
+    Under DDP Lightning wraps it (training loaders only) in a
+    ``DistributedSamplerWrapper``, which forwards ``set_epoch`` here, lists this
+    epoch's order once per epoch, permutes that list once more with
+    ``(PL_GLOBAL_SEED, epoch)`` — the fold seed, set by ``seed_everything`` on
+    every rank — and gives rank ``r`` the items ``r, r + world, ...`` of it.
+    Every rank builds the same list, so the shards are disjoint and change with
+    the epoch, the order still depends only on (seed, epoch, world size), and
+    each item keeps its own augmentation seed. The wrapper pads the list with its
+    first items to a multiple of the world size, so up to ``world - 1`` samples
+    are seen twice per epoch.
     """
 
     def __init__(
@@ -149,8 +160,14 @@ def make_loader(
     workers: int,
     pin_memory: bool,
     counts: np.ndarray | None = None,
+    replicas: int = 1,
 ) -> DataLoader:
-    """``counts`` (per position) repeats rows, for bootstrap resamples."""
+    """``counts`` (per position) repeats rows, for bootstrap resamples.
+
+    ``replicas``: DDP processes the loader will be sharded over, each getting
+    ``ceil(n / replicas)`` items; the last-batch rule below applies to that share.
+    """
+    share = math.ceil(len(dataset) / replicas)
     sampler = SeededSampler(len(dataset), seed, shuffle=train, counts=counts) if train else None
     return DataLoader(
         dataset,
@@ -161,7 +178,7 @@ def make_loader(
         persistent_workers=workers > 0,
         pin_memory=pin_memory,
         # Dropping a last tiny batch keeps BatchNorm from seeing a batch of 1.
-        drop_last=train and len(dataset) > batch_size and len(dataset) % batch_size == 1,
+        drop_last=train and share > batch_size and share % batch_size == 1,
     )
 
 

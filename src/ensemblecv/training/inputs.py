@@ -19,6 +19,7 @@ from ..data.scan import exclude_bad, scan_table
 from ..errors import DataError
 from ..workspace import Workspace, prepare_workspace
 from .data import ImageSource, default_workers
+from .distributed import is_rank_zero, wait_for
 
 
 @dataclass
@@ -62,9 +63,22 @@ def limited(table: SampleTable, limit: int | None) -> SampleTable:
 
 
 def open_workspace(config: ExperimentConfig, progress: bool = True) -> Workspace:
-    """The config's workspace, prepared from ``data.train`` if it is new."""
+    """The config's workspace, prepared from ``data.train`` if it is new.
+
+    In a multi-process (DDP) launch only global rank 0 prepares a new
+    workspace; the other ranks, which have no process group to wait on yet,
+    poll until it is prepared and then only read it. Polling is safe because
+    :func:`~ensemblecv.workspace.prepare_workspace` writes every table
+    atomically (temporary file + rename) with ``folds.parquet`` last, so
+    ``is_prepared()`` never sees half a table; and should two processes prepare
+    at once anyway (e.g. a launcher that sets no rank), they write identical
+    bytes and the last rename wins. Rank 0 alone also scans the dataset, once
+    instead of once per rank.
+    """
     ws = Workspace(Path(config.workspace))
     data = config.data
+    if not is_rank_zero():
+        wait_for(ws.is_prepared, f"preparing the workspace {ws.root}")
     if ws.is_prepared():
         info = ws.info()
         source = load_samples(data.train).source
@@ -101,7 +115,10 @@ def _load_test(
     with _progress(progress, "scan test", len(table)) as advance:
         scan = scan_table(table, progress=advance)
     table = exclude_bad(
-        scan, strict=config.data.strict, report_path=Path(config.workspace) / "bad_test_files.csv"
+        scan,
+        strict=config.data.strict,
+        # one writer: every rank of a DDP launch finds the same bad files
+        report_path=Path(config.workspace) / "bad_test_files.csv" if is_rank_zero() else None,
     )
     if not table.labelled:
         return table, np.full(len(table), -1, dtype=np.int64)

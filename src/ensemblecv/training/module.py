@@ -88,6 +88,13 @@ class ClassifierModule(pl.LightningModule):
         torch.manual_seed(seed)
         self._mix_generator = torch.Generator().manual_seed(seed)
 
+    @property
+    def _sync(self) -> bool:
+        """Average epoch metrics over DDP ranks, so that every rank's ModelCheckpoint and
+        EarlyStopping see the same, global ``val_loss`` (and history.csv the global
+        figures). Off with one process, where syncing would be a no-op anyway."""
+        return self._trainer is not None and self.trainer.world_size > 1
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y, _ = batch
         x = self.normalize(x)
@@ -112,8 +119,11 @@ class ClassifierModule(pl.LightningModule):
             on_epoch=True,
             prog_bar=True,
             batch_size=len(y),
+            sync_dist=self._sync,
         )
-        self.log("train_acc", acc, on_step=False, on_epoch=True, batch_size=len(y))
+        self.log(
+            "train_acc", acc, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=self._sync
+        )
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
@@ -121,8 +131,12 @@ class ClassifierModule(pl.LightningModule):
         logits = self(x)
         loss = F.cross_entropy(logits.float(), y)
         acc = (logits.argmax(1) == y).float().mean()
-        self.log("val_loss", loss, on_epoch=True, prog_bar=True, batch_size=len(y))
-        self.log("val_acc", acc, on_epoch=True, prog_bar=True, batch_size=len(y))
+        # Under DDP each rank validates its share of the rows (Lightning's DistributedSampler
+        # repeats a few to even them out), so the synced figure is a close estimate; the
+        # OOF predictions written after the fold cover every row exactly once.
+        sync = self._sync
+        self.log("val_loss", loss, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=sync)
+        self.log("val_acc", acc, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=sync)
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, _, _ = batch

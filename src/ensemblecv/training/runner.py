@@ -5,6 +5,11 @@ Per fold it writes ``runs/<name>/fold_<k>/``: ``best.ckpt``, ``last.ckpt``,
 fold's validation samples), ``test_probs.npy`` + ``test_samples.parquet`` when
 the config has a test set, and ``done.json`` last — a fold without it is
 unfinished and can be resumed.
+
+Under Lightning DDP (``trainer.strategy=ddp`` launched by ``torchrun`` or
+``srun``) every process runs this same code; global rank 0 alone writes files
+(see :mod:`.distributed`), and the OOF/test files are the same rows in the same
+order as a single-process run writes.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from ..config import ExperimentConfig, to_yaml
 from ..errors import ConfigError, DataError
 from .callbacks import AtomicCheckpointIO, HistoryWriter, atomic_write_text
 from .data import RowsDataset, make_loader, mix_seed, steps_per_epoch
+from .distributed import barrier, broadcast_from_zero, gather_shards, is_rank_zero, shard
 from .inputs import RunInputs, prepare_inputs
 from .module import ClassifierModule
 from .tracking import build_logger, log_artifacts
@@ -45,7 +51,11 @@ class FoldResult:
 
 
 def _check_run_dir(run_dir: Path, config: ExperimentConfig) -> None:
-    """A run name is bound to one config; reusing it with another would mix results."""
+    """A run name is bound to one config; reusing it with another would mix results.
+
+    Every DDP rank checks; only rank 0 writes ``config.yaml`` (atomically, so
+    the others read no file or the whole one).
+    """
     path = run_dir / "config.yaml"
     text = to_yaml(config)
     if path.is_file() and path.read_text(encoding="utf-8") != text:
@@ -54,7 +64,8 @@ def _check_run_dir(run_dir: Path, config: ExperimentConfig) -> None:
             f"({path}). Give this experiment another name (name=...) or delete that run folder."
         )
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, text)
+    if is_rank_zero():
+        atomic_write_text(path, text)
 
 
 def _quiet_lightning() -> None:
@@ -73,6 +84,7 @@ def train(
 ) -> list[FoldResult]:
     """Train ``config`` on the listed folds (default: all, plus ``full`` if refit_full)."""
     _quiet_lightning()
+    progress = progress and is_rank_zero()  # one set of bars in a DDP launch
     inputs = prepare_inputs(config, progress=progress)
     n_folds = int(inputs.folds["fold"].max()) + 1
     todo: list[int | str] = list(range(n_folds)) if folds is None else list(folds)
@@ -196,7 +208,7 @@ def train_fold(
         return FoldResult(**{**json.loads(done.read_text()), "status": "skipped (done)"})
     fold_dir.mkdir(parents=True, exist_ok=True)
     last = fold_dir / "last.ckpt"
-    if last.is_file() and not resume:
+    if last.is_file() and not resume and is_rank_zero():
         warnings.warn(
             f"{fold_dir} holds an unfinished run; starting it over (use --resume to continue).",
             UserWarning,
@@ -241,6 +253,18 @@ def train_fold(
         val_loader is not None,
         len(train_loader),
     )
+    if trainer.world_size > 1:
+        # Lightning shards this loader over the ranks; the last-batch rule must see one share.
+        train_loader = make_loader(
+            train_ds,
+            bs,
+            seed,
+            True,
+            inputs.workers,
+            pin,
+            counts=counts,
+            replicas=trainer.world_size,
+        )
     start = time.perf_counter()
     trainer.fit(
         module, train_loader, val_loader, ckpt_path=str(last) if resume and last.is_file() else None
@@ -264,59 +288,89 @@ def _finish_fold(
     val_rows: np.ndarray,
     seconds: float,
 ) -> FoldResult:
-    """Reload the best weights, write OOF/test probabilities, then ``done.json``."""
+    """Reload the best weights, write OOF/test probabilities, then ``done.json``.
+
+    Under DDP every rank predicts its shard of the rows and rank 0 gathers them
+    back into row order (:func:`_predict_rows`) and writes everything; the other
+    ranks wait for it and return the result rank 0 wrote to ``done.json``.
+    """
+    barrier()  # every rank loads the best.ckpt rank 0 saved last, not an older one
     best = fold_dir / "best.ckpt"
     if best.is_file():
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)
     device = trainer.strategy.root_device
-    history = pd.read_csv(fold_dir / "history.csv")
+    writer = is_rank_zero()
+    bs = config.train.batch_size * 2
+    hflip = "hflip" in config.train.tta
     best_epoch, val_loss, val_acc = None, None, None
     if len(val_rows):
-        probs = predict_probs(
-            module,
-            RowsDataset(inputs.source, val_rows, inputs.targets, inputs.eval_tf),
-            config.train.batch_size * 2,
-            device,
-            inputs.workers,
+        probs, tta = _predict_rows(
+            module, inputs.source, val_rows, inputs.targets, inputs, bs, device, hflip
         )
-        _save_probs(fold_dir / "oof", probs, inputs, val_rows, fold)
-        if "hflip" in config.train.tta:
-            ds = RowsDataset(inputs.source, val_rows, inputs.targets, inputs.eval_tf)
-            bs = config.train.batch_size * 2
-            tta = predict_probs(module, ds, bs, device, inputs.workers, hflip=True)
-            _save_probs(fold_dir / "oof_tta", tta, inputs, val_rows, fold)
-        targets = inputs.targets[val_rows]
-        val_acc = float((probs.argmax(1) == targets).mean())
-        val_loss = float(
-            -np.log(np.clip(probs[np.arange(len(targets)), targets], 1e-12, None)).mean()
-        )
-        best_epoch = (
-            int(history.loc[history["val_loss"].idxmin(), "epoch"])
-            if history["val_loss"].notna().any()
-            else None
-        )
+        if writer:
+            _save_probs(fold_dir / "oof", probs, inputs, val_rows, fold)
+            if tta is not None:
+                _save_probs(fold_dir / "oof_tta", tta, inputs, val_rows, fold)
+            targets = inputs.targets[val_rows]
+            val_acc = float((probs.argmax(1) == targets).mean())
+            val_loss = float(
+                -np.log(np.clip(probs[np.arange(len(targets)), targets], 1e-12, None)).mean()
+            )
     if inputs.test_source is not None:
         rows = np.arange(len(inputs.test_table))
-        ds = RowsDataset(inputs.test_source, rows, inputs.test_targets, inputs.eval_tf)
-        probs = predict_probs(module, ds, config.train.batch_size * 2, device, inputs.workers)
-        _save_test_probs(fold_dir / "test", probs, inputs)
-        if "hflip" in config.train.tta:
-            bs = config.train.batch_size * 2
-            tta = predict_probs(module, ds, bs, device, inputs.workers, hflip=True)
-            _save_test_probs(fold_dir / "test_tta", tta, inputs)
-    result = FoldResult(
-        config.run_name,
-        str(fold),
-        "done",
-        int(len(history)),
-        best_epoch,
-        val_loss,
-        val_acc,
-        round(seconds, 2),
-    )
-    atomic_write_text(fold_dir / "done.json", json.dumps(asdict(result), indent=1))
-    return result
+        probs, tta = _predict_rows(
+            module, inputs.test_source, rows, inputs.test_targets, inputs, bs, device, hflip
+        )
+        if writer:
+            _save_test_probs(fold_dir / "test", probs, inputs)
+            if tta is not None:
+                _save_test_probs(fold_dir / "test_tta", tta, inputs)
+    result = None
+    if writer:
+        history = pd.read_csv(fold_dir / "history.csv")
+        if len(val_rows) and history["val_loss"].notna().any():
+            best_epoch = int(history.loc[history["val_loss"].idxmin(), "epoch"])
+        result = FoldResult(
+            config.run_name,
+            str(fold),
+            "done",
+            int(len(history)),
+            best_epoch,
+            val_loss,
+            val_acc,
+            round(seconds, 2),
+        )
+        atomic_write_text(fold_dir / "done.json", json.dumps(asdict(result), indent=1))
+    # Also the closing barrier: no rank starts the next fold (or exits) before rank 0
+    # has written every file, and all ranks report the same result.
+    return broadcast_from_zero(result)
+
+
+def _predict_rows(
+    module: ClassifierModule,
+    source,
+    rows: np.ndarray,
+    targets: np.ndarray,
+    inputs: RunInputs,
+    batch_size: int,
+    device,
+    hflip: bool,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Probabilities of ``rows`` (and with ``hflip`` their mirrored TTA, else None), in row order.
+
+    Each DDP rank predicts ``rows[rank::world]``; the shards are gathered and
+    re-interleaved on rank 0, so rank 0 gets every row exactly once, in the
+    order of ``rows``, and the other ranks get None. With one process this is
+    a plain :func:`predict_probs` over all rows.
+    """
+    ds = RowsDataset(source, shard(rows), targets, inputs.eval_tf)
+    probs = predict_probs(module, ds, batch_size, device, inputs.workers)
+    probs = gather_shards(probs, len(rows))
+    if not hflip:
+        return probs, None
+    tta = predict_probs(module, ds, batch_size, device, inputs.workers, hflip=True)
+    return probs, gather_shards(tta, len(rows))
 
 
 @torch.no_grad()

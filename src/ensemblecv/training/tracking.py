@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..config import ExperimentConfig
 from ..errors import ConfigError
+from .distributed import is_rank_zero
 
 
 def tracking_uri(config: ExperimentConfig, workspace: Path) -> str:
@@ -29,10 +30,15 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def build_logger(config: ExperimentConfig, workspace: Path, run_name: str, fold: str):
-    """A Lightning logger for one fold run, or None when tracking is off."""
+    """A Lightning logger for one fold run, or None when tracking is off.
+
+    None too on DDP ranks other than 0: Lightning's loggers only record on rank 0
+    anyway, and not creating the client there keeps N processes from opening
+    (and, the first time, creating the schema of) the same MLflow store at once.
+    """
     backend = config.tracking.backend
     experiment = config.tracking.experiment or workspace.absolute().name
-    if backend == "none":
+    if backend == "none" or not is_rank_zero():
         return None
     if backend == "wandb":
         try:
@@ -65,8 +71,12 @@ def build_logger(config: ExperimentConfig, workspace: Path, run_name: str, fold:
 
 
 def log_artifacts(logger, paths: list[Path]) -> None:
-    """Attach files (config, history) to the tracked run; a no-op for other loggers."""
-    if logger is None or type(logger).__name__ != "MLFlowLogger":
+    """Attach files (config, history) to the tracked run; a no-op for other loggers.
+
+    Only global rank 0 uploads (elsewhere ``logger.experiment`` is a dummy and
+    ``run_id`` None under DDP).
+    """
+    if logger is None or type(logger).__name__ != "MLFlowLogger" or not is_rank_zero():
         return
     for path in paths:
         if path.is_file():
