@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import typer
 from PIL import Image
+from scipy.ndimage import gaussian_filter
 from typer.testing import CliRunner
 
 from ensemblecv.data.folds import make_folds
@@ -263,10 +264,132 @@ def test_resize_invariant_finds_blurred_rescaled_copy(tmp_path):
     small.resize((32, 32), Image.BILINEAR).save(root / "a" / "copy.png")
     table = load_samples(root)
     pair = ("a/copy.png", "a/img0.png")
-    plain = _pred_pairs(find_duplicates(table).members)
-    invariant = _pred_pairs(find_duplicates(table, resize_invariant=True).members)
+    plain = _pred_pairs(find_duplicates(table, resize_invariant=False).members)
+    invariant = _pred_pairs(find_duplicates(table).members)  # resize invariance is the default
     assert pair in invariant and invariant == {pair}
     assert pair not in plain
+
+
+def _garments(n: int, rng: np.random.Generator, side: int = 28) -> list[np.ndarray]:
+    """``n`` Fashion-MNIST-like images: one garment silhouette, each with its own fine texture.
+
+    Alike at low resolution (blurred, most of them pass SSIM 0.95 against
+    some other), distinct in detail — the plain-T-shirt case.
+    """
+    yy, xx = np.mgrid[:side, :side]
+    body = (np.abs(xx - side / 2 + 0.5) < 8) & (yy > 4) & (yy < side - 4)
+    sleeves = (yy > 4) & (yy < 10) & (np.abs(xx - side / 2 + 0.5) < 12)
+    shade = np.asarray(Image.fromarray(rng.random((4, 4)) * 90).resize((side, side), Image.BICUBIC))
+    base = gaussian_filter((body | sleeves) * 120.0 + 30, 1.0) + shade
+    out = []
+    for _ in range(n):
+        noise = rng.normal(0, 14, (side, side))
+        texture = noise - gaussian_filter(noise, 1.5)  # fine detail only: the pHash barely moves
+        out.append(np.clip(base + texture + rng.normal(0, 2), 0, 255).astype(np.uint8))
+    return out
+
+
+def _shrunk(a: np.ndarray, side: int = 20) -> np.ndarray:
+    small = Image.fromarray(a).resize((side, side), Image.BILINEAR)
+    return np.asarray(small.resize(a.shape[::-1], Image.BILINEAR))
+
+
+def _make_garments(root: Path) -> tuple[list[tuple], dict]:
+    """40 similar garments (+ 30 of another class); planted: 6 resized, 3 flipped, 3 exact copies."""
+    rng = np.random.default_rng(5)
+    imgs = {"shirt": _garments(40, rng), "coat": _garments(30, rng, 28)[::-1]}
+    for c, arrs in imgs.items():
+        (root / c).mkdir(parents=True)
+        for k, a in enumerate(arrs):
+            Image.fromarray(a).save(root / c / f"img{k:03d}.png")
+    truth = []
+    for m, (c, k) in enumerate([("shirt", 0), ("shirt", 7), ("shirt", 21), ("coat", 3)]):
+        Image.fromarray(_shrunk(imgs[c][k])).save(root / c / f"copy_resize{m}.png")
+        truth.append((f"{c}/img{k:03d}.png", f"{c}/copy_resize{m}.png", "resize"))
+    for m, (c, k) in enumerate([("shirt", 30), ("coat", 12)]):  # 28 → 16 → 28
+        Image.fromarray(_shrunk(imgs[c][k], 16)).save(root / c / f"copy_resize16_{m}.png")
+        truth.append((f"{c}/img{k:03d}.png", f"{c}/copy_resize16_{m}.png", "resize"))
+    for m, (c, k) in enumerate([("shirt", 2), ("shirt", 14), ("coat", 20)]):
+        Image.fromarray(imgs[c][k][:, ::-1].copy()).save(root / c / f"copy_flip{m}.png")
+        truth.append((f"{c}/img{k:03d}.png", f"{c}/copy_flip{m}.png", "flip"))
+    for m, (c, k) in enumerate([("shirt", 5), ("shirt", 33), ("coat", 8)]):
+        shutil.copyfile(root / c / f"img{k:03d}.png", root / c / f"copy_exact{m}.png")
+        truth.append((f"{c}/img{k:03d}.png", f"{c}/copy_exact{m}.png", "exact"))
+    return truth, imgs
+
+
+@pytest.fixture(scope="module")
+def garments(tmp_path_factory):
+    root = tmp_path_factory.mktemp("garments") / "data"
+    return (root, *_make_garments(root))
+
+
+def test_resized_copies_among_similar_images_recall_and_precision(garments):
+    """Resize invariance finds shrunk-and-enlarged copies without merging look-alikes."""
+    root, truth, imgs = garments
+    # the set is hard: blurring both sides (the old resize test) matches distinct garments
+    from ensemblecv.dedup.search import batch_ssim, resized_ssim
+
+    th = np.stack(
+        [np.asarray(Image.fromarray(a).resize((32, 32), Image.LANCZOS)) for a in imgs["shirt"]]
+    )
+    i, j = np.triu_indices(len(th), 1)
+    soft = gaussian_filter(th.astype(np.float32), (0, 1, 1))
+    assert (batch_ssim(soft[i], soft[j]) >= 0.95).sum() >= 50
+    assert resized_ssim(th, i, j).max() < 0.95  # one side blurred: look-alikes stay apart
+    table = load_samples(root)
+    result = find_duplicates(table, flip_invariant=True)
+    pred = _pred_pairs(result.members)
+    want = {tuple(sorted(t[:2])) for t in truth}
+    assert want <= pred  # recall 1 on resized (two scales), flipped and exact copies
+    assert pred == want  # precision 1: no look-alike joins a group
+    assert result.members.groupby("group").size().max() == 2
+    # a shrunk copy also looks like other garments once they are blurred; connected components
+    # of the confirmed pairs would chain those into one group, complete linkage does not
+    from ensemblecv.dedup.search import union_find
+
+    pairs_i, pairs_j = result.pairs["i"].to_numpy(), result.pairs["j"].to_numpy()
+    assert np.bincount(union_find(len(table), pairs_i, pairs_j)).max() > 3
+    methods = set(result.pairs["method"])
+    assert {"exact", "phash", "phash_resized"} <= methods
+    # without resize invariance the resized copies are missed, the others still found
+    plain = _pred_pairs(find_duplicates(table, flip_invariant=True, resize_invariant=False).members)
+    assert plain == {tuple(sorted(t[:2])) for t in truth if t[2] != "resize"}
+
+
+def test_near_duplicate_groups_do_not_chain(planted):
+    """A~B and B~C with A, C not matching: never one group; exact copies join transitively."""
+    from ensemblecv.dedup import build_groups
+    from ensemblecv.dedup.search import cluster_pairs
+
+    e = np.empty(0, dtype=np.int64)
+    chain = cluster_pairs(3, e, e, np.array([0, 1]), np.array([1, 2]), np.array([0.99, 0.97]))
+    assert chain[0] == chain[1] >= 0 and chain[2] == -1  # C stays out: it does not match A
+    chain = cluster_pairs(3, e, e, np.array([0, 1]), np.array([1, 2]), np.array([0.97, 0.99]))
+    assert chain[1] == chain[2] >= 0 and chain[0] == -1  # the better pair wins B
+    tri = cluster_pairs(3, e, e, np.array([0, 1, 0]), np.array([1, 2, 2]), np.ones(3) * 0.98)
+    assert tri[0] == tri[1] == tri[2] >= 0  # all three match each other: one group
+    # 0 = 3 exact copies; 0~1 near; 1~2 near, 2 matches neither 0 nor 3
+    ex = cluster_pairs(5, np.array([0]), np.array([3]), np.array([0, 1]), np.array([1, 2]),
+                       np.array([0.99, 0.98]))  # fmt: skip
+    assert ex[0] == ex[3] == ex[1] >= 0 and ex[2] == -1 and ex[4] == -1
+    # a long chain of look-alikes 0~1~2~...~9 (each only like its neighbours)
+    k = np.arange(9)
+    long = cluster_pairs(10, e, e, k, k + 1, np.linspace(0.99, 0.96, 9))
+    assert pd.Series(long[long >= 0]).value_counts().max() == 2
+    # through build_groups on a sample table
+    root, _ = planted
+    table = load_samples(root)
+    pairs = pd.DataFrame(
+        {"i": [0, 1, 5], "j": [1, 2, 6], "method": ["phash", "phash", "exact"],
+         "similarity": [0.99, 0.97, 1.0]}
+    )  # fmt: skip
+    members = build_groups(table, pairs)
+    sid = table.frame["sample_id"].to_numpy()
+    assert _pred_pairs(members) == {
+        tuple(sorted((sid[0], sid[1]))),
+        tuple(sorted((sid[5], sid[6]))),
+    }
 
 
 def test_config_groups_reach_the_fold_table(tmp_path):

@@ -32,9 +32,9 @@ def dedup(
         False, "--flip-invariant", help="Also match mirrored copies."
     ),
     resize_invariant: bool = typer.Option(
-        False,
-        "--resize-invariant",
-        help="Also match copies shrunk and enlarged again (SSIM on smoothed thumbnails).",
+        True,
+        "--resize-invariant/--no-resize-invariant",
+        help="Also match copies shrunk and enlarged again (SSIM with one side smoothed).",
     ),
     max_distance: int = typer.Option(
         6, min=0, max=32, help="pHash Hamming distance of candidates."

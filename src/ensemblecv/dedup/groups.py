@@ -12,7 +12,7 @@ import pandas as pd
 from ..data.samples import SampleTable
 from ..errors import DataError
 from .phash import ImageHashes, hash_images
-from .search import embed_images, find_pairs, union_find
+from .search import cluster_pairs, embed_images, find_pairs, union_find
 
 CONFLICT_POLICIES = ("flag", "drop", "keep")
 GROUP_COLUMNS = ["group", "kind", "sample_id", "path", "class_name", "similarity", "keep"]
@@ -27,18 +27,30 @@ class DedupResult:
 
 
 def build_groups(table: SampleTable, pairs: pd.DataFrame, conflicts: str = "flag") -> pd.DataFrame:
-    """One row per member of each connected group of ``pairs`` (row indices into ``table``)."""
+    """One row per member of each duplicate group of ``pairs`` (row indices into ``table``).
+
+    Exact copies (``method == "exact"``) are grouped transitively; near pairs
+    by complete linkage (:func:`~ensemblecv.dedup.search.cluster_pairs`), so
+    every two members of a group matched each other and groups never chain.
+    A member's ``similarity`` is its best match inside its group.
+    """
     frame = table.frame
     cols = GROUP_COLUMNS
     if not len(pairs):
         return pd.DataFrame(columns=cols)
     i, j = pairs["i"].to_numpy(np.int64), pairs["j"].to_numpy(np.int64)
-    roots = union_find(len(frame), i, j)
-    sim = np.full(len(frame), -np.inf)
     s = pairs["similarity"].to_numpy(np.float64)
-    np.maximum.at(sim, i, s)
-    np.maximum.at(sim, j, s)
-    nodes = np.unique(np.r_[i, j])
+    exact = (
+        (pairs["method"] == "exact").to_numpy()
+        if "method" in pairs.columns
+        else np.zeros(len(pairs), dtype=bool)
+    )
+    roots = cluster_pairs(len(frame), i[exact], j[exact], i[~exact], j[~exact], s[~exact])
+    inside = (roots[i] >= 0) & (roots[i] == roots[j])
+    sim = np.full(len(frame), -np.inf)
+    np.maximum.at(sim, i[inside], s[inside])
+    np.maximum.at(sim, j[inside], s[inside])
+    nodes = np.flatnonzero(roots >= 0)
     df = pd.DataFrame(
         {
             "root": roots[nodes],
@@ -81,7 +93,7 @@ def find_duplicates(
     cross_class_cosine: float = 0.99,
     flip_invariant: bool = False,
     max_distance: int = 6,
-    resize_invariant: bool = False,
+    resize_invariant: bool = True,
     embedder: str = "none",
     workspace: Path | None = None,
     conflicts: str = "flag",

@@ -1,4 +1,4 @@
-"""Candidate pairs that scale, SSIM confirmation and union-find grouping.
+"""Candidate pairs that scale, SSIM confirmation and grouping that does not chain.
 
 Never all pairs: exact copies meet through their content hash, near copies
 through a multi-index over the 64-bit pHash (4 bands of 16 bits: by the
@@ -7,7 +7,9 @@ between 4 and the default 6 a pair whose differing bits touch all four bands
 is missed — the price of never comparing all pairs), and
 embedding neighbours
 through blocked top-k matrix products. Only candidate pairs are compared
-pixel by pixel (SSIM).
+pixel by pixel (SSIM; for resized copies, SSIM with one side blurred).
+Groups: exact copies transitively, near pairs by complete linkage
+(:func:`cluster_pairs`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from scipy.ndimage import gaussian_filter
 from .phash import hamming, load_thumbnails
 
 BANDS = 4
-#: Gaussian sigma (pixels of a 32×32 thumbnail) applied before SSIM when resize-invariant.
-RESIZE_BLUR = 1.0
+#: Gaussian sigmas (pixels of a 32×32 thumbnail) that stand in for a shrink-and-enlarge.
+RESIZE_SIGMAS = (1.0, 1.5)
+#: Largest mean absolute difference (grey levels) of 8×8 block means for a resize candidate.
+RESIZE_MAX_COARSE_DIFF = 10.0
 _MAX_BUCKET = 4000  # a band value shared by more images is too common to index on
 
 
@@ -149,19 +153,18 @@ def batch_ssim(x: np.ndarray, y: np.ndarray, win: int = 7) -> np.ndarray:
     return s[:, pad:-pad, pad:-pad].mean(axis=(1, 2))
 
 
+def _orient(a: np.ndarray, f: np.ndarray) -> np.ndarray:
+    return np.where((f == 1)[:, None, None], a[:, :, ::-1], a)
+
+
 def pair_ssim(
     thumbs: np.ndarray,
     i: np.ndarray,
     j: np.ndarray,
     flipped: np.ndarray | None = None,
     batch: int = 1024,
-    blur: float = 0.0,
 ) -> np.ndarray:
     """SSIM of each pair of thumbnails.
-
-    ``blur`` > 0 smooths both thumbnails (Gaussian sigma in pixels) first, so a
-    copy that was shrunk and enlarged again — which lost its finest detail —
-    is compared with an original that lost the same detail (resize invariance).
 
     ``flipped`` per pair: 1 compares the mirrored first image, 0 the image as
     is, -1 (unknown orientation) takes the larger of both; None means all 0.
@@ -171,14 +174,69 @@ def pair_ssim(
     for start in range(0, len(i), batch):
         sl = slice(start, start + batch)
         a, b, f = thumbs[i[sl]], thumbs[j[sl]], flipped[sl]
-        a = np.where((f == 1)[:, None, None], a[:, :, ::-1], a)
-        if blur > 0:
-            a = gaussian_filter(a.astype(np.float32), (0, blur, blur))
-            b = gaussian_filter(b.astype(np.float32), (0, blur, blur))
+        a = _orient(a, f)
         s = batch_ssim(a, b)
         if (f == -1).any():
             s = np.where(f == -1, np.maximum(s, batch_ssim(a[:, :, ::-1], b)), s)
         out[sl] = s
+    return out
+
+
+def coarse_diff(
+    thumbs: np.ndarray, i: np.ndarray, j: np.ndarray, flipped=None, batch: int = 65536
+) -> np.ndarray:
+    """Mean absolute difference of the 8×8 block means of each pair (a cheap pre-filter)."""
+    n, h, w = thumbs.shape
+    cells = np.empty((n, 8, 8), dtype=np.float32)
+    for start in range(0, n, 8192):
+        t = thumbs[start : start + 8192, : h - h % 8, : w - w % 8].astype(np.float32)
+        cells[start : start + 8192] = t.reshape(len(t), 8, h // 8, 8, w // 8).mean((2, 4))
+    f = np.zeros(len(i), dtype=np.int64) if flipped is None else np.asarray(flipped)
+    out = np.empty(len(i), dtype=np.float64)
+    for start in range(0, len(i), batch):
+        sl = slice(start, start + batch)
+        a, b, fs = cells[i[sl]], cells[j[sl]], f[sl]
+        d = np.abs(_orient(a, fs) - b).mean((1, 2))
+        if (fs == -1).any():
+            d = np.where(fs == -1, np.minimum(d, np.abs(a[:, :, ::-1] - b).mean((1, 2))), d)
+        out[sl] = d
+    return out
+
+
+def resized_ssim(
+    thumbs: np.ndarray,
+    i: np.ndarray,
+    j: np.ndarray,
+    flipped: np.ndarray | None = None,
+    sigmas: tuple[float, ...] = RESIZE_SIGMAS,
+    batch: int = 1024,
+) -> np.ndarray:
+    """SSIM of each pair after blurring *one* side: is one image a shrunk-and-enlarged copy?
+
+    A copy that was shrunk and enlarged again lost its finest detail; the
+    original, blurred by a matching Gaussian, looks like it — while the copy
+    itself is left alone. Blurring only one side keeps this precise: two
+    different images that merely look alike once *both* are blurred (plain
+    T-shirts) still differ in the detail of the side left sharp. Returns the
+    largest SSIM over ``sigmas`` and over which side is blurred.
+    """
+    flipped = np.zeros(len(i), dtype=np.int64) if flipped is None else np.asarray(flipped)
+    involved = np.unique(np.r_[i, j])
+    pos = np.full(len(thumbs), -1)
+    pos[involved] = np.arange(len(involved))
+    sharp = thumbs[involved]
+    pi, pj = pos[i], pos[j]
+    out = np.full(len(i), -1.0)
+    for sigma in sigmas:
+        soft = gaussian_filter(sharp.astype(np.float32), (0, sigma, sigma))
+        for start in range(0, len(i), batch):
+            sl = slice(start, start + batch)
+            f = flipped[sl]
+            ia, jb = pi[sl], pj[sl]
+            for f_use in [f] if not (f == -1).any() else [np.maximum(f, 0), np.abs(f)]:
+                s1 = batch_ssim(_orient(soft[ia], f_use), sharp[jb])
+                s2 = batch_ssim(_orient(sharp[ia], f_use), soft[jb])
+                out[sl] = np.maximum(out[sl], np.maximum(s1, s2))
     return out
 
 
@@ -199,6 +257,60 @@ def union_find(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
     return np.array([find(x) for x in range(n)])
+
+
+def cluster_pairs(
+    n: int,
+    exact_i: np.ndarray,
+    exact_j: np.ndarray,
+    near_i: np.ndarray,
+    near_j: np.ndarray,
+    near_sim: np.ndarray,
+) -> np.ndarray:
+    """Duplicate group of each of ``n`` nodes (-1: in none); near matches never chain.
+
+    Exact copies (``exact_i``, ``exact_j``: same content) form one unit each,
+    joined transitively — identical files are identical. Near pairs join units
+    by complete linkage: pairs are taken by decreasing similarity, and two
+    groups merge only if *every* unit of one matches every unit of the other.
+    So A~B and B~C with A and C not matching never put A and C together, and
+    a run of similar-but-distinct images (plain T-shirts, each a little
+    different from the next) cannot grow into one huge group, as connected
+    components of the pairs did.
+    """
+    unit = union_find(n, np.asarray(exact_i, np.int64), np.asarray(exact_j, np.int64))
+    ui, uj = unit[np.asarray(near_i, np.int64)], unit[np.asarray(near_j, np.int64)]
+    keep = ui != uj
+    ui, uj, sim = ui[keep], uj[keep], np.asarray(near_sim, np.float64)[keep]
+    lo, hi = np.minimum(ui, uj), np.maximum(ui, uj)
+    matches = set(zip(lo.tolist(), hi.tolist()))
+    group = {}  # unit -> group id (the group's first unit)
+    members: dict[int, list[int]] = {}
+    for k in np.argsort(-sim, kind="stable").tolist():
+        a, b = int(lo[k]), int(hi[k])
+        ga, gb = group.get(a, a), group.get(b, b)
+        if ga == gb:
+            continue
+        ma, mb = members.get(ga, [a]), members.get(gb, [b])
+        if all((min(x, y), max(x, y)) in matches for x in ma for y in mb):
+            root, other = min(ga, gb), max(ga, gb)
+            merged = ma + mb
+            members[root] = merged
+            members.pop(other, None)
+            for u in merged:
+                group[u] = root
+    in_exact = np.zeros(n, dtype=bool)
+    in_exact[np.asarray(exact_i, np.int64)] = True
+    in_exact[np.asarray(exact_j, np.int64)] = True
+    out = np.full(n, -1, dtype=np.int64)
+    for node in range(n):
+        u = int(unit[node])
+        g = group.get(u)
+        if g is not None:
+            out[node] = g
+        elif in_exact[node]:
+            out[node] = u
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -260,7 +372,7 @@ def find_pairs(
     max_distance: int = 6,
     embeddings: np.ndarray | None = None,
     ssim_side: int = 32,
-    resize_invariant: bool = False,
+    resize_invariant: bool = True,
 ) -> tuple[pd.DataFrame, dict]:
     """Confirmed duplicate pairs: ``i, j, method, distance, cosine, ssim, similarity``."""
     exact, near = candidate_pairs(hashes, flip_invariant, max_distance, embeddings)
@@ -280,15 +392,34 @@ def find_pairs(
             flipped = near["flipped"].fillna(-1).to_numpy(np.int64)
         else:
             flipped = np.zeros(len(near), dtype=np.int64)
-        blur = RESIZE_BLUR * ssim_side / 32 if resize_invariant else 0.0
-        ssim = pair_ssim(thumbs, ii, jj, flipped, blur=blur)
+        ssim = pair_ssim(thumbs, ii, jj, flipped)
+        resized = np.zeros(len(near), dtype=bool)
+        if resize_invariant:
+            # only pairs that fail as they are, and look alike at 8×8 (cheap) are tried
+            todo = np.flatnonzero(
+                (ssim < within_class_ssim)
+                & (coarse_diff(thumbs, ii, jj, flipped) <= RESIZE_MAX_COARSE_DIFF)
+            )
+            scale = ssim_side / 32
+            rs = resized_ssim(
+                thumbs, ii[todo], jj[todo], flipped[todo], tuple(x * scale for x in RESIZE_SIGMAS)
+            )
+            better = rs > ssim[todo]
+            ssim[todo[better]] = rs[better]
+            resized[todo[better]] = True
+            stats["resize_tested_pairs"] = len(todo)
         near["ssim"] = ssim
+        near["resized"] = resized
         keep = _confirm(near, labels, ssim, within_class_ssim, cross_class_cosine)
         near = near[keep].copy()
         has_cos = near["cosine"].notna()
-        near["method"] = np.where(has_cos & near["distance"].isna(), "embedding", "phash")
+        near["method"] = np.where(
+            has_cos & near["distance"].isna(),
+            "embedding",
+            np.where(near["resized"], "phash_resized", "phash"),
+        )
         near["similarity"] = np.fmax(near["ssim"].to_numpy(), near["cosine"].to_numpy())
-        near = near.drop(columns=[c for c in ("flipped",) if c in near.columns])
+        near = near.drop(columns=[c for c in ("flipped", "resized") if c in near.columns])
     stats["confirmed_near_pairs"] = len(near)
     cols = ["i", "j", "method", "distance", "cosine", "ssim", "similarity"]
     frames = [f[cols] for f in (exact, near) if len(f)]
