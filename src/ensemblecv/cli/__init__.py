@@ -22,6 +22,7 @@ from .demo import register as _register_demo
 from .ensemble_commands import register as _register_ensemble
 from .evaluate_command import register as _register_evaluate
 from .report_commands import register as _register_report
+from .sweep_command import register as _register_sweep
 from .train_command import register as _register_train
 
 app = typer.Typer(
@@ -33,6 +34,7 @@ app = typer.Typer(
 )
 _register_data(app)
 _register_train(app)
+_register_sweep(app)
 _register_augment_preview(app)
 _register_ensemble(app)
 _register_evaluate(app)

@@ -41,6 +41,10 @@ def split_args(args: list[str]) -> tuple[list[Path], list[str]]:
 
 
 def print_results(results: list) -> None:
+    from ..training.distributed import is_rank_zero
+
+    if not is_rank_zero():  # under torchrun/srun every rank returns the same results
+        return
     table = Table(
         "run",
         "fold",
@@ -94,7 +98,9 @@ def train_command(
     """Train model configs on every fold; store checkpoints, history and OOF/test probabilities."""
     paths, overrides = split_args(args)
     configs = [load_config(p, overrides) for p in paths]
-    for cfg in configs:
+    from ..training.distributed import is_rank_zero
+
+    for cfg in configs if is_rank_zero() else []:
         console.print(f"Run [bold]{cfg.run_name}[/] in workspace [bold]{cfg.workspace}[/]")
     if launcher not in ("local", "ray"):
         raise ConfigError(f"--launcher must be 'local' or 'ray', not {launcher!r}.")

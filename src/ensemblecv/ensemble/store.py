@@ -66,7 +66,11 @@ class PredictionStore:
             ]
             if len(done) < self.n_folds:
                 missing = sorted(set(range(self.n_folds)) - set(done))
-                incomplete[run_dir.name] = f"folds {missing} not finished"
+                incomplete[run_dir.name] = (
+                    "pruned by its sweep"
+                    if (run_dir / "pruned.json").is_file()
+                    else f"folds {missing} not finished"
+                )
                 continue
             cfg_path = run_dir / "config.yaml"
             config = (

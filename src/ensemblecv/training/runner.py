@@ -201,7 +201,9 @@ def train_fold(
     run_dir: Path,
     resume: bool,
     progress: bool,
+    callbacks: list | None = None,
 ) -> FoldResult:
+    """Train one fold; ``callbacks`` are added to the Trainer's (e.g. a sweep's pruning)."""
     fold_dir = run_dir / (f"fold_{fold}" if fold != "full" else "full")
     done = fold_dir / "done.json"
     if done.is_file():
@@ -248,7 +250,7 @@ def train_fold(
     trainer = _trainer(
         config,
         fold_dir,
-        _callbacks(config, fold_dir, val_loader is not None, progress),
+        _callbacks(config, fold_dir, val_loader is not None, progress) + list(callbacks or []),
         logger,
         val_loader is not None,
         len(train_loader),

@@ -18,6 +18,16 @@ def tracking_uri(config: ExperimentConfig, workspace: Path) -> str:
     return config.tracking.uri or f"sqlite:///{(workspace / 'mlflow.db').absolute()}"
 
 
+def experiment_name(config: ExperimentConfig, workspace: Path) -> str:
+    return config.tracking.experiment or workspace.absolute().name
+
+
+def artifact_location(config: ExperimentConfig, workspace: Path) -> str | None:
+    """With the default SQLite store, artifacts belong in the workspace too (MLflow
+    would otherwise write ./mlruns in whatever folder the command runs from)."""
+    return None if config.tracking.uri else (workspace / "mlartifacts").absolute().as_uri()
+
+
 def _flatten(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
@@ -37,7 +47,7 @@ def build_logger(config: ExperimentConfig, workspace: Path, run_name: str, fold:
     (and, the first time, creating the schema of) the same MLflow store at once.
     """
     backend = config.tracking.backend
-    experiment = config.tracking.experiment or workspace.absolute().name
+    experiment = experiment_name(config, workspace)
     if backend == "none" or not is_rank_zero():
         return None
     if backend == "wandb":
@@ -56,9 +66,7 @@ def build_logger(config: ExperimentConfig, workspace: Path, run_name: str, fold:
             raise ConfigError(
                 "MLflow is not installed: `pip install mlflow` or set tracking: none."
             ) from exc
-        # With the default SQLite store, artifacts belong in the workspace too (MLflow
-        # would otherwise write ./mlruns in whatever folder the command runs from).
-        artifacts = None if config.tracking.uri else (workspace / "mlartifacts").absolute().as_uri()
+        artifacts = artifact_location(config, workspace)
         logger = MLFlowLogger(
             experiment_name=experiment,
             run_name=f"{run_name}/{fold}",
