@@ -23,9 +23,15 @@ def experiment_name(config: ExperimentConfig, workspace: Path) -> str:
 
 
 def artifact_location(config: ExperimentConfig, workspace: Path) -> str | None:
-    """With the default SQLite store, artifacts belong in the workspace too (MLflow
-    would otherwise write ./mlruns in whatever folder the command runs from)."""
-    return None if config.tracking.uri else (workspace / "mlartifacts").absolute().as_uri()
+    """Artifacts of a database store (SQLite, PostgreSQL) go to the workspace.
+
+    MLflow would otherwise write ./mlruns or ./mlartifacts in whatever folder the
+    command runs from. A tracking server (http/https/databricks) manages its own.
+    """
+    uri = config.tracking.uri or ""
+    if uri.split(":", 1)[0] in ("http", "https", "databricks"):
+        return None
+    return (workspace / "mlartifacts").absolute().as_uri()
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
