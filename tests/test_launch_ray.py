@@ -161,3 +161,18 @@ def test_a_run_name_used_by_two_configs_is_refused(tmp_path, monkeypatch):
     a, _ = write_configs(tmp_path, "ws")
     with pytest.raises(ConfigError, match="run name 'a'"):
         plan_jobs([load_config(a, []), load_config(a, ["model.name=mnist_cnn"])], progress=False)
+
+
+def test_a_sweep_runs_trials_in_parallel_on_ray(local_ray, tmp_path, monkeypatch):
+    from ensemblecv.launch.sweep import run_sweep
+
+    monkeypatch.chdir(tmp_path)
+    a, _ = write_configs(tmp_path, "ws")
+    space = {"train.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}
+    study = run_sweep(load_config(a, []), space, 3, launcher="ray", parallel=2, progress=False)
+    # MaxTrialsCallback stops both workers at 3 finished trials in total.
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    runs = {t.user_attrs["run"] for t in study.trials}
+    assert runs == {"a_t000", "a_t001", "a_t002"}
+    for run in runs:
+        assert len(list((tmp_path / "ws" / "runs" / run).glob("fold_*/done.json"))) == 2

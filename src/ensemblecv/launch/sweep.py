@@ -281,8 +281,13 @@ def optimize_worker(
     base_dir: str | None = None,
     threads: int | None = None,
     grace_period: int | None = None,
+    share: int | None = None,
 ) -> int:
-    """One worker's loop: take trials from the shared study until it holds ``n_trials``."""
+    """One worker's loop: take trials from the shared study until it holds ``n_trials``.
+
+    ``share`` caps this worker's own trials: workers that start trials at the
+    same moment would otherwise overshoot the total by up to one each.
+    """
     optuna = _import_optuna()
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
@@ -299,6 +304,8 @@ def optimize_worker(
             storage, objective.study_name, objective.metric, seed, grace_period=grace_period
         )
         remaining = n_trials - finished(study)
+        if share is not None:
+            remaining = min(remaining, share)
         if remaining <= 0:
             return 0
         study.optimize(
@@ -361,10 +368,16 @@ def run_sweep(
         base_dir = os.getcwd()
         threads = max(1, int(cpus_per_job))
         # Open once here so parallel workers find the schema and study already made.
-        open_study(storage, study_name, metric, seed, grace_period=grace_period)
+        todo = n_trials - finished(
+            open_study(storage, study_name, metric, seed, grace_period=grace_period)
+        )
+        workers = max(1, min(parallel, todo))
+        shares = [todo // workers + (i < todo % workers) for i in range(workers)]
         refs = [
-            worker.remote(objective, storage, n_trials, seed + i, base_dir, threads, grace_period)
-            for i in range(max(1, parallel))
+            worker.remote(
+                objective, storage, n_trials, seed + i, base_dir, threads, grace_period, share
+            )
+            for i, share in enumerate(shares)
         ]
         ray.get(refs)
     else:
