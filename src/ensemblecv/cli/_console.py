@@ -48,6 +48,12 @@ def progress_bar(description: str, total: int, unit: str = "images"):
             progress.advance(task, n)
             speed = progress.tasks[task].speed
             if speed:
-                progress.update(task, rate=f"{speed:,.0f} {unit}/s")
+                # Slow items (jobs, trials) read better as seconds per item.
+                rate = (
+                    f"{speed:,.0f} {unit}/s"
+                    if speed >= 1
+                    else f"{1 / speed:,.1f} s/{unit.rstrip('s')}"
+                )
+                progress.update(task, rate=rate)
 
         yield advance

@@ -154,12 +154,12 @@ def launch_ray(
 
 
 @contextmanager
-def _job_bar(enabled: bool, total: int):
-    """``advance(1)`` per finished job on a rich bar with ETA, or a no-op."""
+def _job_bar(enabled: bool, total: int, label: str = "jobs"):
+    """``advance(1)`` per finished job (or trial) on a rich bar with ETA, or a no-op."""
     if not enabled:
         yield lambda n: None
         return
     from ..cli._console import progress_bar
 
-    with progress_bar("jobs", total, unit="jobs") as advance:
+    with progress_bar(label, total, unit=label) as advance:
         yield advance

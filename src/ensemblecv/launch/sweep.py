@@ -282,6 +282,7 @@ def optimize_worker(
     threads: int | None = None,
     grace_period: int | None = None,
     share: int | None = None,
+    progress: bool = False,
 ) -> int:
     """One worker's loop: take trials from the shared study until it holds ``n_trials``.
 
@@ -308,15 +309,19 @@ def optimize_worker(
             remaining = min(remaining, share)
         if remaining <= 0:
             return 0
-        study.optimize(
-            objective,
-            n_trials=remaining,
-            callbacks=[
-                MaxTrialsCallback(n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
-            ],
-            catch=(),
-            gc_after_trial=True,
-        )
+        from .ray_launcher import _job_bar
+
+        with _job_bar(progress, remaining, label="trials") as advance:
+            study.optimize(
+                objective,
+                n_trials=remaining,
+                callbacks=[
+                    MaxTrialsCallback(n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED)),
+                    lambda study, trial: advance(1),
+                ],
+                catch=(),
+                gc_after_trial=True,
+            )
     return remaining
 
 
@@ -357,7 +362,9 @@ def run_sweep(
     seed = config.train.seed
     objective = Objective(config, space, study_name, metric, folds, prune)
     if launcher == "local":
-        optimize_worker(objective, storage, n_trials, seed, grace_period=grace_period)
+        optimize_worker(
+            objective, storage, n_trials, seed, grace_period=grace_period, progress=progress
+        )
     elif launcher == "ray":
         from .ray_launcher import connect
 
