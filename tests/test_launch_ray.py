@@ -117,14 +117,29 @@ def test_ray_trains_configs_by_folds_in_parallel_like_serial_training(
     assert stamps == {p: p.stat().st_mtime_ns for p in ray_ws.glob("runs/*/fold_*/*.npy")}
 
 
+def callback(hook: str, action):
+    """A Lightning callback running ``action(trainer)`` at ``hook`` (built in the worker)."""
+    import lightning.pytorch as pl
+
+    return type("TestHook", (pl.Callback,), {hook: lambda self, trainer, module: action(trainer)})()
+
+
+def kill_at_second_epoch(trainer) -> None:
+    if trainer.current_epoch == 1:  # epoch 1's last.ckpt is on disk: like an OOM kill
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def die_once(config, fold, base_dir, resume, threads):
-    """SIGKILL the worker the first time each job runs, like an OOM kill or a lost node."""
+    """The first attempt of each job dies mid-way; the retry must continue, not restart."""
     marker = Path(base_dir) / f"attempt_{config['name']}_{fold}"
     attempts = int(marker.read_text()) + 1 if marker.exists() else 1
     marker.write_text(str(attempts))
     if attempts == 1:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return run_job(config, fold, base_dir, resume, threads)
+        hooks = [callback("on_train_epoch_start", kill_at_second_epoch)]
+    else:
+        started = Path(base_dir) / "retry_started_at_epoch"
+        hooks = [callback("on_train_start", lambda t: started.write_text(str(t.current_epoch)))]
+    return run_job(config, fold, base_dir, resume, threads, callbacks=hooks)
 
 
 def bad_config_for_b(config, fold, base_dir, resume, threads):
@@ -139,12 +154,22 @@ def test_a_killed_job_is_retried_and_user_errors_are_reported_by_name(
     local_ray, tmp_path, monkeypatch
 ):
     monkeypatch.chdir(tmp_path)
-    configs = [load_config(p, []) for p in write_configs(tmp_path, "ws")]
-    jobs = [j for j in plan_jobs(configs, folds=[0], progress=False)]
+    configs = [load_config(p, ["train.epochs=2"]) for p in write_configs(tmp_path, "ws")]
+    jobs = plan_jobs(configs, folds=[0], progress=False)
     results = launch_ray(jobs[:1], max_retries=1, progress=False, job_fn=die_once)
-    assert [(r.run, r.fold, r.status) for r in results] == [("a", "0", "done")]
+    assert [(r.run, r.fold, r.status, r.epochs) for r in results] == [("a", "0", "done", 2)]
     assert (tmp_path / "attempt_a_0").read_text() == "2"
-    assert (tmp_path / "ws/runs/a/fold_0/done.json").is_file()
+    assert (tmp_path / "retry_started_at_epoch").read_text() == "1"
+    # The retry resumed from epoch 1's checkpoint and ends exactly where an
+    # uninterrupted run ends.
+    fold = tmp_path / "ws/runs/a/fold_0"
+    whole = run_job(configs[0].model_copy(update={"name": "a_whole"}), 0, str(tmp_path))
+    assert whole.epochs == 2
+    np.testing.assert_allclose(  # 1 vs 2 torch threads: same up to float rounding
+        np.load(fold / "oof_probs.npy"),
+        np.load(tmp_path / "ws/runs/a_whole/fold_0/oof_probs.npy"),
+        atol=1e-6,
+    )
 
     with pytest.raises(LaunchError) as err:
         launch_ray(jobs, max_retries=2, progress=False, job_fn=bad_config_for_b)

@@ -128,6 +128,7 @@ def run_job(
     base_dir: str | None = None,
     resume: bool = True,
     threads: int | None = None,
+    callbacks: list | None = None,
 ):
     """Train one job in this process and return its :class:`FoldResult`.
 
@@ -148,7 +149,7 @@ def run_job(
         inputs = prepare_inputs(config, progress=False)
         run_dir = inputs.workspace.run_dir(config.run_name)
         _check_run_dir(run_dir, config)
-        return train_fold(config, inputs, fold, run_dir, resume, progress=False)
+        return train_fold(config, inputs, fold, run_dir, resume, False, callbacks=callbacks)
 
 
 def train_many(
