@@ -38,3 +38,25 @@ def config_yaml(name: str, data: Path, ws: Path, folds: int) -> str:
         "model": {"name": "mnist_cnn"},
     }
     return to_yaml(load_config(None, [], base=base))
+
+
+def digits_config(workspace: Path, name: str, tracking: dict | None = None, **train):
+    """A seconds-long real training config: 120 digits at 16 px, 2 folds, 1 epoch, mnist_cnn."""
+    return load_config(
+        None,
+        [],
+        base={
+            "workspace": str(workspace),
+            "name": name,
+            "data": {
+                "train": "digits",
+                "image_size": 16,
+                "folds": 2,
+                "limit": 120,
+                "num_workers": 0,
+            },
+            "model": {"name": "mnist_cnn"},
+            "train": {"epochs": 1, "batch_size": 32, **train},
+            "tracking": tracking or {"backend": "none"},
+        },
+    )

@@ -21,9 +21,9 @@ if not URL:
 pytest.importorskip("psycopg")
 optuna = pytest.importorskip("optuna")
 
+from fakes import digits_config  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 
-from ensemblecv.config import load_config  # noqa: E402
 from ensemblecv.launch.sweep import run_sweep  # noqa: E402
 from ensemblecv.training import train  # noqa: E402
 
@@ -32,24 +32,8 @@ OPTUNA_DB = f"{URL}/ensemblecv_optuna"
 
 
 def config(tmp_path, experiment: str):
-    return load_config(
-        None,
-        [],
-        base={
-            "workspace": str(tmp_path / "ws"),
-            "name": "pg",
-            "data": {
-                "train": "digits",
-                "image_size": 16,
-                "folds": 2,
-                "limit": 120,
-                "num_workers": 0,
-            },
-            "model": {"name": "mnist_cnn"},
-            "train": {"epochs": 1, "batch_size": 32},
-            "tracking": {"backend": "mlflow", "uri": MLFLOW_DB, "experiment": experiment},
-        },
-    )
+    tracking = {"backend": "mlflow", "uri": MLFLOW_DB, "experiment": experiment}
+    return digits_config(tmp_path / "ws", "pg", tracking=tracking)
 
 
 def runs_of(experiment: str) -> list:

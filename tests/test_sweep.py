@@ -11,7 +11,8 @@ import yaml
 
 optuna = pytest.importorskip("optuna")
 
-from ensemblecv.config import load_config  # noqa: E402
+from fakes import digits_config  # noqa: E402
+
 from ensemblecv.errors import ConfigError  # noqa: E402
 from ensemblecv.launch.sweep import (  # noqa: E402
     Objective,
@@ -24,24 +25,7 @@ from ensemblecv.launch.sweep import (  # noqa: E402
 
 
 def base_config(tmp_path: Path, **train):
-    return load_config(
-        None,
-        [],
-        base={
-            "workspace": str(tmp_path / "ws"),
-            "name": "sw",
-            "data": {
-                "train": "digits",
-                "image_size": 16,
-                "folds": 2,
-                "limit": 120,
-                "num_workers": 0,
-            },
-            "model": {"name": "mnist_cnn"},
-            "train": {"epochs": 1, "batch_size": 32, **train},
-            "tracking": {"backend": "none"},
-        },
-    )
+    return digits_config(tmp_path / "ws", "sw", **train)
 
 
 def write_space(tmp_path: Path, space: dict) -> Path:

@@ -53,22 +53,16 @@ def plan_jobs(
     Preparing in the launching process means parallel jobs only ever read the
     sample and fold tables, so they cannot race to write them.
     """
+    from ..data.folds import load_folds
     from ..training.inputs import open_workspace
-    from ..training.runner import bag_members
+    from ..training.runner import bag_members, fold_plan
 
     jobs: list[Job] = []
     names: dict[tuple[str, str], int] = {}
     for i, config in enumerate(configs):
         ws = open_workspace(config, progress=progress)
-        from ..data.folds import load_folds
-
         n_folds = int(load_folds(ws.folds_path)["fold"].max()) + 1
-        todo: list[int | str] = list(range(n_folds)) if folds is None else list(folds)
-        bad = [f for f in todo if not 0 <= int(f) < n_folds]
-        if bad:
-            raise ConfigError(f"--folds {bad} out of range: {ws.root} has folds 0..{n_folds - 1}.")
-        if config.train.refit_full and folds is None:
-            todo.append("full")
+        todo = fold_plan(n_folds, folds, config.train.refit_full)
         prepare_tracking(config)
         for member in bag_members(config):
             key = (str(Path(member.workspace).resolve()), member.run_name)

@@ -86,19 +86,24 @@ def train(
     _quiet_lightning()
     progress = progress and is_rank_zero()  # one set of bars in a DDP launch
     inputs = prepare_inputs(config, progress=progress)
-    n_folds = int(inputs.folds["fold"].max()) + 1
-    todo: list[int | str] = list(range(n_folds)) if folds is None else list(folds)
-    bad = [f for f in todo if not 0 <= int(f) < n_folds]
-    if bad:
-        raise ConfigError(f"--folds {bad} out of range: this workspace has folds 0..{n_folds - 1}.")
-    if config.train.refit_full and folds is None:
-        todo.append("full")
+    todo = fold_plan(int(inputs.folds["fold"].max()) + 1, folds, config.train.refit_full)
     results = []
     for member in bag_members(config):
         run_dir = inputs.workspace.run_dir(member.run_name)
         _check_run_dir(run_dir, member)
         results += [train_fold(member, inputs, fold, run_dir, resume, progress) for fold in todo]
     return results
+
+
+def fold_plan(n_folds: int, folds: list[int] | None, refit_full: bool) -> list[int | str]:
+    """The folds to train: ``folds`` (checked) or all of them, plus ``full`` for a refit."""
+    todo: list[int | str] = list(range(n_folds)) if folds is None else list(folds)
+    bad = [f for f in todo if not 0 <= int(f) < n_folds]
+    if bad:
+        raise ConfigError(f"--folds {bad} out of range: this workspace has folds 0..{n_folds - 1}.")
+    if refit_full and folds is None:
+        todo.append("full")
+    return todo
 
 
 def bag_members(config: ExperimentConfig) -> list[ExperimentConfig]:
