@@ -60,3 +60,57 @@ def digits_config(workspace: Path, name: str, tracking: dict | None = None, **tr
             "tracking": tracking or {"backend": "none"},
         },
     )
+
+
+def write_run(
+    ws: Path,
+    name: str,
+    oof: np.ndarray,
+    config_text: str,
+    rows_order=None,
+    test=None,
+    done_folds=None,
+    fold_extra=None,
+) -> None:
+    """Write ``runs/<name>`` as the trainer does, from OOF probabilities in fold-table order.
+
+    ``rows_order(rows)`` reorders each fold's rows (the store must realign them by
+    ``sample_id``); ``test(k)`` returns ``(probs, labels)`` for fold k's test
+    predictions; only ``done_folds`` (default: all) get ``done.json``;
+    ``fold_extra(fold_dir, k)`` adds files (history, checkpoints).
+    """
+    import json
+
+    import pandas as pd
+
+    folds = pd.read_parquet(ws / "folds.parquet")
+    run = ws / "runs" / name
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(config_text, encoding="utf-8")
+    n_folds = int(folds["fold"].max()) + 1
+    for k in range(n_folds):
+        fold_dir = run / f"fold_{k}"
+        fold_dir.mkdir()
+        rows = np.flatnonzero(folds["fold"].to_numpy() == k)
+        if rows_order is not None:
+            rows = rows_order(rows)
+        np.save(fold_dir / "oof_probs.npy", oof[rows])
+        pd.DataFrame(
+            {
+                "sample_id": folds["sample_id"].to_numpy()[rows],
+                "target": folds["label"].to_numpy()[rows],
+                "fold": k,
+            }
+        ).to_parquet(fold_dir / "oof_samples.parquet", index=False)
+        if test is not None:
+            probs_k, labels = test(k)
+            np.save(fold_dir / "test_probs.npy", probs_k)
+            pd.DataFrame(
+                {"sample_id": [f"test/{i}.png" for i in range(len(labels))], "target": labels}
+            ).to_parquet(fold_dir / "test_samples.parquet", index=False)
+        if fold_extra is not None:
+            fold_extra(fold_dir, k)
+        if done_folds is None or k in done_folds:
+            (fold_dir / "done.json").write_text(
+                json.dumps({"run": name, "fold": str(k), "status": "done"})
+            )

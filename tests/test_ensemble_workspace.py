@@ -10,7 +10,6 @@ here directly.
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -74,31 +73,15 @@ def _fake_run(
     folds = pd.read_parquet(ws / "folds.parquet")
     oof = _probs(folds["label"].to_numpy(), signal, rng)
     test_labels = np.arange(N_TEST) % len(CLASSES)
-    run = ws / "runs" / name
-    run.mkdir(parents=True)
-    (run / "config.yaml").write_text(_config_yaml(name, data, ws), encoding="utf-8")
-    for k in range(FOLDS):
-        fold_dir = run / f"fold_{k}"
-        fold_dir.mkdir()
-        rows = np.flatnonzero(folds["fold"].to_numpy() == k)
-        if shuffle:
-            rows = rng.permutation(rows)
-        np.save(fold_dir / "oof_probs.npy", oof[rows])
-        pd.DataFrame(
-            {
-                "sample_id": folds["sample_id"].to_numpy()[rows],
-                "target": folds["label"].to_numpy()[rows],
-                "fold": k,
-            }
-        ).to_parquet(fold_dir / "oof_samples.parquet", index=False)
-        np.save(fold_dir / "test_probs.npy", _probs(test_labels, signal, rng))
-        pd.DataFrame(
-            {"sample_id": [f"test/{i}.png" for i in range(N_TEST)], "target": test_labels}
-        ).to_parquet(fold_dir / "test_samples.parquet", index=False)
-        if k in done_folds:
-            (fold_dir / "done.json").write_text(
-                json.dumps({"run": name, "fold": str(k), "status": "done"})
-            )
+    fakes.write_run(
+        ws,
+        name,
+        oof,
+        _config_yaml(name, data, ws),
+        rows_order=rng.permutation if shuffle else None,
+        test=lambda k: (_probs(test_labels, signal, rng), test_labels),
+        done_folds=done_folds,
+    )
     return oof
 
 

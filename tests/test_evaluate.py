@@ -247,27 +247,15 @@ def _fake_run(ws: Path, data: Path, name: str, signal: float, seed: int, test_si
     folds = pd.read_parquet(ws / "folds.parquet")
     oof = _probs(folds["label"].to_numpy(), signal, rng)
     test_labels = np.arange(N_TEST) % len(CLASSES)
-    run = ws / "runs" / name
-    run.mkdir(parents=True)
-    (run / "config.yaml").write_text(_config_yaml(name, data, ws), encoding="utf-8")
-    for k in range(FOLDS):
-        fold_dir = run / f"fold_{k}"
-        fold_dir.mkdir()
-        rows = rng.permutation(np.flatnonzero(folds["fold"].to_numpy() == k))
-        np.save(fold_dir / "oof_probs.npy", oof[rows])
-        pd.DataFrame(
-            {
-                "sample_id": folds["sample_id"].to_numpy()[rows],
-                "target": folds["label"].to_numpy()[rows],
-                "fold": k,
-            }
-        ).to_parquet(fold_dir / "oof_samples.parquet", index=False)
-        t_signal = signal if test_signal is None else test_signal
-        np.save(fold_dir / "test_probs.npy", _probs(test_labels, t_signal, rng))
-        pd.DataFrame(
-            {"sample_id": [f"test/{i}.png" for i in range(N_TEST)], "target": test_labels}
-        ).to_parquet(fold_dir / "test_samples.parquet", index=False)
-        (fold_dir / "done.json").write_text(json.dumps({"run": name, "fold": str(k)}))
+    t_signal = signal if test_signal is None else test_signal
+    fakes.write_run(
+        ws,
+        name,
+        oof,
+        _config_yaml(name, data, ws),
+        rows_order=rng.permutation,
+        test=lambda k: (_probs(test_labels, t_signal, rng), test_labels),
+    )
     return oof
 
 

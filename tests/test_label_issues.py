@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+import fakes  # tests/fakes.py
 import numpy as np
 import pandas as pd
 import pytest
@@ -51,16 +51,8 @@ def _oof(labels: np.ndarray, seed: int) -> np.ndarray:
 def _fake_run(ws: Path, name: str, seed: int) -> np.ndarray:
     folds = pd.read_parquet(ws / "folds.parquet")
     oof = _oof(folds["label"].to_numpy(), seed)
-    for k in range(FOLDS):
-        fold_dir = ws / "runs" / name / f"fold_{k}"
-        fold_dir.mkdir(parents=True)
-        rows = np.flatnonzero(folds["fold"].to_numpy() == k)[::-1]  # the store must realign
-        np.save(fold_dir / "oof_probs.npy", oof[rows])
-        pd.DataFrame({"sample_id": folds["sample_id"].to_numpy()[rows], "fold": k}).to_parquet(
-            fold_dir / "oof_samples.parquet", index=False
-        )
-        (fold_dir / "done.json").write_text(json.dumps({"run": name, "fold": str(k)}))
-    (ws / "runs" / name / "config.yaml").write_text(yaml.safe_dump({"name": name}))
+    reverse = lambda rows: rows[::-1]  # noqa: E731 - the store must realign
+    fakes.write_run(ws, name, oof, yaml.safe_dump({"name": name}), rows_order=reverse)
     return oof
 
 

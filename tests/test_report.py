@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import fakes  # tests/fakes.py
 import numpy as np
 import pandas as pd
 import pytest
@@ -83,7 +84,6 @@ def _fake_run(ws: Path, data: Path, name: str, signal: float, seed: int, ckpt: b
     rng = np.random.default_rng(seed)
     folds = pd.read_parquet(ws / "folds.parquet")
     oof = _probs(folds["label"].to_numpy(), signal, rng)
-    run = ws / "runs" / name
     base = {
         "workspace": str(ws),
         "name": name,
@@ -91,20 +91,13 @@ def _fake_run(ws: Path, data: Path, name: str, signal: float, seed: int, ckpt: b
         "model": {"name": "mnist_cnn"},
     }
     cfg = load_config(None, [], base=base)
-    run.mkdir(parents=True)
-    (run / "config.yaml").write_text(to_yaml(cfg), encoding="utf-8")
-    for k in range(FOLDS):
-        fold = run / f"fold_{k}"
-        fold.mkdir()
-        rows = np.flatnonzero(folds["fold"].to_numpy() == k)
-        np.save(fold / "oof_probs.npy", oof[rows])
-        pd.DataFrame({"sample_id": folds["sample_id"].to_numpy()[rows], "fold": k}).to_parquet(
-            fold / "oof_samples.parquet", index=False
-        )
-        _history(6, rng).to_csv(fold / "history.csv", index=False)
+
+    def extra(fold_dir: Path, k: int) -> None:
+        _history(6, rng).to_csv(fold_dir / "history.csv", index=False)
         if ckpt:
-            _checkpoint(cfg, fold / "best.ckpt")
-        (fold / "done.json").write_text(json.dumps({"run": name, "fold": str(k)}))
+            _checkpoint(cfg, fold_dir / "best.ckpt")
+
+    fakes.write_run(ws, name, oof, to_yaml(cfg), fold_extra=extra)
 
 
 @pytest.fixture(scope="module")
