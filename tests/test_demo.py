@@ -24,3 +24,23 @@ def test_demo_runs_the_whole_chain(tmp_path):
     assert 0.0 <= result["ensemble_test_accuracy"] <= 1.0
     assert result["best_single"] in DEMO_MODELS
     assert (ws / "ensembles" / "best.yaml").is_file()
+
+
+def test_full_demo_bags_the_strongest_model_and_fast_does_not(tmp_path):
+    from ensemblecv.demo import DEMO_BAGS, demo_configs
+    from ensemblecv.training.runner import bag_members
+
+    full = [
+        m.run_name
+        for c in demo_configs(tmp_path, fast=False, dataset="digits")
+        for m in bag_members(c)
+    ]
+    fast = [
+        m.run_name
+        for c in demo_configs(tmp_path, fast=True, dataset="digits")
+        for m in bag_members(c)
+    ]
+    assert fast == list(DEMO_MODELS)
+    ((bagged, n),) = DEMO_BAGS.items()
+    assert [f"{bagged}_r{r}" for r in range(n)] == [r for r in full if r.startswith(bagged)]
+    assert len(full) == len(DEMO_MODELS) - 1 + n
