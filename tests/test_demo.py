@@ -44,3 +44,6 @@ def test_full_demo_bags_the_strongest_model_and_fast_does_not(tmp_path):
     ((bagged, n),) = DEMO_BAGS.items()
     assert [f"{bagged}_r{r}" for r in range(n)] == [r for r in full if r.startswith(bagged)]
     assert len(full) == len(DEMO_MODELS) - 1 + n
+    # Full-demo runs predict the test set with one refit model, as each OOF row was predicted.
+    assert all(c.train.refit_full for c in demo_configs(tmp_path, fast=False, dataset="digits"))
+    assert not any(c.train.refit_full for c in demo_configs(tmp_path, fast=True, dataset="digits"))
