@@ -74,6 +74,8 @@ def _quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # A refit on all images ("full") has no validation rows by design.
+    warnings.filterwarnings("ignore", message=r".*validation_step` but have no `val_dataloader.*")
 
 
 def train(
