@@ -145,7 +145,8 @@ def launch_ray(
     if failures:
         listing = "\n".join(f"  {name}: {why}" for name, why in sorted(failures.items()))
         raise LaunchError(
-            f"{len(failures)} of {len(todo)} jobs failed after {max_retries} retries:\n{listing}\n"
+            f"{len(failures)} of {len(todo)} jobs failed (crashes were retried {max_retries} "
+            f"times, user errors not at all):\n{listing}\n"
             "Finished jobs are kept; run the same command again to retry only the failed ones.",
             results,
             failures,
