@@ -62,6 +62,13 @@ def test_space_types_are_inferred_and_bad_entries_named(tmp_path):
             load_space(write_space(tmp_path, {key: spec}))
 
 
+def test_folds_out_of_range_are_refused_before_any_trial(tmp_path):
+    space = load_space(write_space(tmp_path, {"train.lr": {"low": 1e-3, "high": 1e-2}}))
+    with pytest.raises(ConfigError, match="out of range"):
+        run_sweep(base_config(tmp_path), space, 1, folds=[5], progress=False)
+    assert not (tmp_path / "ws" / "optuna.db").exists()
+
+
 def test_trial_config_sets_dotted_keys_and_rejects_unknown_ones(tmp_path):
     base = base_config(tmp_path)
     cfg = trial_config(base, {"train.lr": 0.005, "model.name": "cnn_small"}, "sw_t004")

@@ -231,8 +231,10 @@ class Objective:
         return f"{self.study_name}_t{trial.number if number is None else number:03d}"
 
     def __call__(self, trial) -> float:
+        import optuna
+
         from ..training.inputs import prepare_inputs
-        from ..training.runner import _check_run_dir, _quiet_lightning, train_fold
+        from ..training.runner import _check_run_dir, _quiet_lightning, fold_plan, train_fold
 
         _quiet_lightning()
         name = self.run_name(trial)
@@ -242,9 +244,7 @@ class Objective:
         n_folds = int(inputs.folds["fold"].max()) + 1
         run_dir = inputs.workspace.run_dir(name)
         _check_run_dir(run_dir, config)
-        todo = list(range(n_folds)) if self.folds is None else self.folds
-        import optuna
-
+        todo = fold_plan(n_folds, self.folds, refit_full=False)
         for i, fold in enumerate(todo):
             callbacks = []
             if self.prune and i == 0:
@@ -357,7 +357,11 @@ def run_sweep(
         {k: (s["choices"][0] if s["type"] == "categorical" else s["low"]) for k, s in space.items()}
     )
     trial_config(config, suggest(probe, space), f"{study_name}_t000")
-    open_workspace(config, progress=progress)
+    ws = open_workspace(config, progress=progress)
+    from ..data.folds import load_folds
+    from ..training.runner import fold_plan
+
+    fold_plan(int(load_folds(ws.folds_path)["fold"].max()) + 1, folds, refit_full=False)
     prepare_tracking(config)
     seed = config.train.seed
     objective = Objective(config, space, study_name, metric, folds, prune)
