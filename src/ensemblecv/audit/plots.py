@@ -78,10 +78,11 @@ def _label(text: str) -> str:
     return str(text).replace("$", r"\$")
 
 
-def _to_png(fig) -> bytes:
+def to_png(fig, dpi: int = _DPI) -> bytes:
+    """The figure as PNG bytes (closed afterwards, so long runs do not pile up figures)."""
     buf = io.BytesIO()
     try:
-        fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight")
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
     return buf.getvalue()
@@ -124,7 +125,7 @@ def class_counts_png(
         ax.set_title("Images per class")
         if n:
             ax.legend(loc="upper right")
-        return _to_png(fig)
+        return to_png(fig)
 
 
 def size_scatter_png(widths: np.ndarray, heights: np.ndarray, seed: int = 0) -> bytes:
@@ -147,7 +148,7 @@ def size_scatter_png(widths: np.ndarray, heights: np.ndarray, seed: int = 0) -> 
         ax.set_ylabel("height (px)")
         shown = f" (random {len(widths)} of {n})" if n > MAX_SCATTER_POINTS else ""
         ax.set_title(f"Image sizes{shown}")
-        return _to_png(fig)
+        return to_png(fig)
 
 
 def aspect_ratio_png(ratios: np.ndarray) -> bytes:
@@ -166,7 +167,7 @@ def aspect_ratio_png(ratios: np.ndarray) -> bytes:
         ax.set_xlabel("aspect ratio (width / height)")
         ax.set_ylabel("images")
         ax.set_title("Aspect ratio")
-        return _to_png(fig)
+        return to_png(fig)
 
 
 def brightness_contrast_png(brightness: np.ndarray, contrast: np.ndarray) -> bytes:
@@ -185,7 +186,7 @@ def brightness_contrast_png(brightness: np.ndarray, contrast: np.ndarray) -> byt
             ax.set_title(title)
             ax.set_xlabel("0 = black, 1 = white" if "Bright" in title else "0 = uniform")
             ax.set_ylabel("images")
-        return _to_png(fig)
+        return to_png(fig)
 
 
 def select_grid_samples(
@@ -272,7 +273,7 @@ def sample_grid_png(selection: GridSelection, per_class: int, cell: int = 64) ->
         for spine in ax.spines.values():
             spine.set_visible(False)
         ax.set_title("Sample images per class")
-        return _to_png(fig)
+        return to_png(fig)
 
 
 def _short(name: str, limit: int = 28) -> str:

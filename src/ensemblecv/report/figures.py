@@ -8,7 +8,6 @@ shorten labels. Only the gallery reads image files, and only those it shows.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -22,7 +21,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from ..audit.plots import _label, _style  # noqa: E402  (CJK fonts, no glyph warnings)
+from ..audit.plots import _label, _style, to_png  # noqa: E402  (CJK fonts, no glyph warnings)
 from ..data.imageio import load_image  # noqa: E402
 from ..errors import ImageLoadError  # noqa: E402
 
@@ -32,15 +31,6 @@ MAX_CONFUSION_CLASSES = 30
 #: The recall heat-map shows at most this many classes (the hardest ones).
 MAX_HEATMAP_CLASSES = 100
 _FOLD_COLORS = plt.get_cmap("tab10").colors
-
-
-def to_png(fig, dpi: int = DPI) -> bytes:
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return buf.getvalue()
 
 
 def _short(name: str, limit: int = 18) -> str:
@@ -78,7 +68,7 @@ def training_curves_png(histories: Mapping[str, pd.DataFrame], title: str) -> by
                 handles, labels, fontsize=7, loc="best", ncol=2 if len(labels) > 6 else 1
             )
         fig.suptitle(_label(title), fontsize=10)
-        return to_png(fig)
+        return to_png(fig, DPI)
 
 
 # ---------------------------------------------------------------- confusion
@@ -141,7 +131,7 @@ def confusion_png(confusion: np.ndarray, classes: Sequence[str], shown: Sequence
         n = len(classes)
         what = f"{k} most confused of {n} classes" if k < n else f"all {n} classes"
         ax.set_title(f"Confusion matrix ({what})", fontsize=10)
-        return to_png(fig)
+        return to_png(fig, DPI)
 
 
 # ---------------------------------------------------------------- recall heat-map
@@ -175,7 +165,7 @@ def recall_heatmap_png(
         total = recall.shape[1]
         what = f"the {k} hardest of {total} classes" if k < total else f"{total} classes"
         ax.set_title(f"Recall per model and class ({what}, hardest first)", fontsize=10)
-        return to_png(fig)
+        return to_png(fig, DPI)
 
 
 # ---------------------------------------------------------------- gallery
@@ -214,4 +204,4 @@ def gallery_png(items: Sequence[GalleryItem], cols: int = 6, cell: int = 96) -> 
                 f"{_short(item.true, 12)} → {_short(item.pred, 12)}\n({item.prob:.2f})", fontsize=7
             )
         fig.tight_layout()
-        return to_png(fig)
+        return to_png(fig, DPI)
