@@ -98,3 +98,26 @@ def image_folder(tmp_path: Path) -> Path:
             else:
                 make_image(root / name / f"img {i}.png", color=color)
     return root
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny arrays: BLAS/OpenMP (and torch) threads only add contention on 2 busy cores.
+
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``;
+    torch's thread count is limited too when the module has imported torch.
+    """
+    import sys
+
+    from threadpoolctl import threadpool_limits
+
+    torch = sys.modules.get("torch")
+    with threadpool_limits(1):
+        n = torch.get_num_threads() if torch else None
+        if torch:
+            torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            if torch:
+                torch.set_num_threads(n)

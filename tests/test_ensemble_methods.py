@@ -16,7 +16,6 @@ import pytest
 from sklearn.base import clone
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from sklearn.metrics import log_loss as sk_log_loss
-from threadpoolctl import threadpool_limits
 
 from ensemblecv.ensemble import (
     EnsembleSelection,
@@ -54,11 +53,7 @@ def _data(n: int = N, c: int = C, m: int = M, seed: int = 0) -> tuple[list[np.nd
     return probas, y
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny arrays: BLAS/OpenMP threads only add contention (10x slower fits on 2 busy cores)."""
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ import pandas as pd
 import pytest
 import yaml
 from PIL import Image
-from threadpoolctl import threadpool_limits
 
 import ensemblecv.inference as inference
 from ensemblecv.data.samples import load_samples
@@ -37,11 +36,7 @@ N_TEST = 5
 RUNS = {"cnn_a": 1.5, "cnn_b": 1.0, "cnn_c": 0.5}  # run name → signal of its logits
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny arrays: BLAS/OpenMP threads only add contention on a shared 2-core machine."""
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 _png, _softmax = fakes.png, fakes.softmax

@@ -21,7 +21,6 @@ import sklearn.metrics as skm
 import torch
 import typer
 from PIL import Image
-from threadpoolctl import threadpool_limits
 from torchmetrics.classification import MulticlassCalibrationError
 from typer.testing import CliRunner
 
@@ -44,14 +43,7 @@ N_TEST = 6
 RUNS = {"cnn_a": 1.5, "cnn_b": 1.0, "cnn_c": 0.5}  # run name → signal of its logits
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny arrays: BLAS/OpenMP threads only add contention on a shared 2-core machine."""
-    with threadpool_limits(1):
-        n = torch.get_num_threads()
-        torch.set_num_threads(1)
-        yield
-        torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 # ---------------------------------------------------------------- metrics vs references

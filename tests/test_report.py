@@ -21,7 +21,6 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
-from threadpoolctl import threadpool_limits
 
 from ensemblecv.config import load_config, to_yaml
 from ensemblecv.ensemble import build_ensembles
@@ -36,10 +35,7 @@ RUNS = {"cnn_a": 1.5, "cnn_b": 1.0, "cnn_c": 0.5}  # run name → signal of its 
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _probs(labels: np.ndarray, signal: float, rng) -> np.ndarray:
