@@ -96,14 +96,14 @@ def train_command(
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Train model configs on every fold; store checkpoints, history and OOF/test probabilities."""
+    if launcher not in ("local", "ray"):
+        raise ConfigError(f"--launcher must be 'local' or 'ray', not {launcher!r}.")
     paths, overrides = split_args(args)
     configs = [load_config(p, overrides) for p in paths]
     from ..training.distributed import is_rank_zero
 
     for cfg in configs if is_rank_zero() else []:
         console.print(f"Run [bold]{cfg.run_name}[/] in workspace [bold]{cfg.workspace}[/]")
-    if launcher not in ("local", "ray"):
-        raise ConfigError(f"--launcher must be 'local' or 'ray', not {launcher!r}.")
     if launcher == "ray":
         from ..launch import LaunchError, launch_ray, plan_jobs
 
