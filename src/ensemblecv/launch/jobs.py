@@ -116,6 +116,28 @@ def working_dir(path: str | Path | None) -> Iterator[None]:
         os.chdir(old)
 
 
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Use ``threads`` intra-op threads for the block, then restore the caller's count.
+
+    A job given its CPU share must not leave that share behind: a later run in
+    the same process (a test, a notebook, a retried Ray task with another share)
+    would train with another thread count, and results can differ in the last
+    digits between thread counts.
+    """
+    if not threads:
+        yield
+        return
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def run_job(
     config: dict | ExperimentConfig,
     fold: int | str,
@@ -128,18 +150,15 @@ def run_job(
 
     ``resume`` is on by default: a job retried after its worker died continues
     from its ``last.ckpt``, which reproduces an uninterrupted run exactly.
+    ``threads`` (the job's CPU share) holds for this call only.
     """
-    import torch
-
     from ..training.inputs import prepare_inputs
     from ..training.runner import _check_run_dir, _quiet_lightning, train_fold
 
     _quiet_lightning()
     if isinstance(config, dict):
         config = ExperimentConfig.model_validate(config)
-    if threads:
-        torch.set_num_threads(int(threads))
-    with working_dir(base_dir):
+    with torch_threads(threads), working_dir(base_dir):
         inputs = prepare_inputs(config, progress=False)
         run_dir = inputs.workspace.run_dir(config.run_name)
         _check_run_dir(run_dir, config)

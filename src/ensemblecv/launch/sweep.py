@@ -293,14 +293,10 @@ def optimize_worker(
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
-    from .jobs import working_dir
+    from .jobs import torch_threads, working_dir
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with working_dir(base_dir):
+    with torch_threads(threads), working_dir(base_dir):
         study = open_study(
             storage, objective.study_name, objective.metric, seed, grace_period=grace_period
         )
