@@ -168,6 +168,7 @@ def test_resume_after_sigkill_reproduces_uninterrupted_run(
     assert not (fold / "done.json").exists()
     resumed = _cli_train(cfg_path, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "other numerics" not in resumed.stderr  # same settings: no false alarm
     for name in ("oof_probs.npy", "test_probs.npy"):
         np.testing.assert_array_equal(np.load(uninterrupted / name), np.load(fold / name))
     h = pd.read_csv(fold / "history.csv")
@@ -175,6 +176,17 @@ def test_resume_after_sigkill_reproduces_uninterrupted_run(
     ref = pd.read_csv(uninterrupted / "history.csv")
     cols = ["train_loss", "train_acc", "val_loss", "val_acc", "lr"]
     pd.testing.assert_frame_equal(h[cols], ref[cols])
+
+
+def test_checkpoints_record_the_thread_count_and_a_resume_under_another_warns(uninterrupted):
+    from ensemblecv.training.callbacks import NumericsGuard
+
+    ckpt = torch.load(uninterrupted / "last.ckpt", map_location="cpu", weights_only=False)
+    (state,) = [v for k, v in ckpt["callbacks"].items() if k.startswith("NumericsGuard")]
+    assert state == {"torch_threads": 1, "torch": torch.__version__}  # OMP_NUM_THREADS=1
+    other = {**state, "torch_threads": torch.get_num_threads() + 1}
+    with pytest.warns(UserWarning, match=r"torch_threads \d+ -> \d+.*same thread count"):
+        NumericsGuard().load_state_dict(other)
 
 
 def test_a_job_thread_share_does_not_outlive_the_job(bars_dataset, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +85,39 @@ class HistoryWriter(pl.Callback):
         atomic_write_text(
             self.path, pd.DataFrame(self.rows, columns=HISTORY_COLUMNS).to_csv(index=False)
         )
+
+
+class NumericsGuard(pl.Callback):
+    """Records what exact resume depends on, and warns when a resume changes it.
+
+    A resumed run reproduces an uninterrupted one bit for bit only with the same
+    intra-op thread count and library versions: a float reduction split over
+    another number of threads rounds differently, and training amplifies the
+    last-digit difference. The checkpoint keeps the settings; resuming under
+    others still works but says that the predictions may differ slightly.
+    """
+
+    @staticmethod
+    def _settings() -> dict[str, Any]:
+        import torch
+
+        return {"torch_threads": torch.get_num_threads(), "torch": str(torch.__version__)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return self._settings()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        now = self._settings()
+        changed = [
+            f"{k} {state_dict[k]} -> {now[k]}" for k in now if state_dict.get(k, now[k]) != now[k]
+        ]
+        if changed:
+            warnings.warn(
+                "resuming with other numerics than the interrupted run ("
+                + ", ".join(changed)
+                + "): its predictions may differ from an uninterrupted run in the last digits; "
+                "set the same thread count (OMP_NUM_THREADS or torch.set_num_threads) for an "
+                "exact resume.",
+                UserWarning,
+                stacklevel=2,
+            )

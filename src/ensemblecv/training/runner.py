@@ -29,7 +29,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from ..config import ExperimentConfig, to_yaml
 from ..errors import ConfigError, DataError
-from .callbacks import AtomicCheckpointIO, HistoryWriter, atomic_write_text
+from .callbacks import AtomicCheckpointIO, HistoryWriter, NumericsGuard, atomic_write_text
 from .data import RowsDataset, make_loader, mix_seed, steps_per_epoch
 from .distributed import barrier, broadcast_from_zero, gather_shards, is_rank_zero, shard
 from .inputs import RunInputs, prepare_inputs
@@ -140,7 +140,7 @@ def _fold_rows(inputs: RunInputs, fold: int | str) -> tuple[np.ndarray, np.ndarr
 
 
 def _callbacks(config: ExperimentConfig, fold_dir: Path, has_val: bool, progress: bool) -> list:
-    cbs: list = [HistoryWriter(fold_dir / "history.csv")]
+    cbs: list = [HistoryWriter(fold_dir / "history.csv"), NumericsGuard()]
     if has_val:
         cbs.append(
             ModelCheckpoint(
