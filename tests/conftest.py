@@ -106,18 +106,22 @@ def one_thread():
 
     Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``;
     torch's thread count is limited too when the module has imported torch.
+    torch's count is read before threadpoolctl lowers OpenMP's (torch reports
+    OpenMP's value) and restored after threadpoolctl is done: restoring it inside
+    the block used to leave torch's own MKL at one thread for the rest of the
+    worker, which later tests (and subprocesses they compare with) did not share.
     """
     import sys
 
     from threadpoolctl import threadpool_limits
 
     torch = sys.modules.get("torch")
-    with threadpool_limits(1):
-        n = torch.get_num_threads() if torch else None
-        if torch:
-            torch.set_num_threads(1)
-        try:
-            yield
-        finally:
+    n = torch.get_num_threads() if torch else None
+    try:
+        with threadpool_limits(1):
             if torch:
-                torch.set_num_threads(n)
+                torch.set_num_threads(1)
+            yield
+    finally:
+        if torch:
+            torch.set_num_threads(n)

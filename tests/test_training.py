@@ -480,3 +480,19 @@ def test_excluded_samples_do_not_train_but_keep_oof(bars_dataset, tmp_path, monk
     assert not seen[0] & set(excluded)  # fold 0 trains on fold 1's rows, minus the excluded
     oof = pd.read_parquet(ws / "runs/clean/fold_1/oof_samples.parquet")
     assert set(excluded) <= set(oof["sample_id"])  # still predicted out of fold
+
+
+def test_the_one_thread_fixture_leaves_every_torch_thread_pool_as_it_found_it():
+    """It once left torch's MKL at one thread, so later in-process runs differed from subprocesses."""
+    import conftest
+
+    def pools() -> list[str]:
+        return [ln for ln in torch.__config__.parallel_info().splitlines() if "_get_max" in ln]
+
+    before = pools()
+    fixture = conftest.one_thread.__wrapped__()
+    next(fixture)
+    assert torch.get_num_threads() == 1
+    with pytest.raises(StopIteration):
+        next(fixture)
+    assert pools() == before
