@@ -54,6 +54,9 @@ class BadLabels:
 
     def frame(self) -> pd.DataFrame:
         frame = pd.DataFrame(self.rows, columns=BAD_COLUMNS)
+        order = frame["line"].fillna(-1).astype(float)
+        frame = frame.iloc[np.lexsort((order.to_numpy(), frame["file"].to_numpy()))]
+        frame = frame.reset_index(drop=True)
         frame["line"] = frame["line"].astype("Int64")  # None stays missing, numbers stay ints
         return frame
 

@@ -34,9 +34,16 @@ def is_labelme_doc(doc) -> bool:
 
 
 def is_labelme(root: Path) -> bool:
-    """True when the first JSON found (sorted) has a ``shapes`` list."""
-    first = next(iter(sorted(root.rglob("*.json"))), None)
-    return first is not None and is_labelme_doc(_load(first))
+    """True when the first JSON at the shallowest of three levels has a ``shapes`` list.
+
+    Only three levels are looked at, so telling a 100k-image classification
+    folder from a LabelMe one does not walk the whole tree.
+    """
+    for pattern in ("*.json", "*/*.json", "*/*/*.json"):
+        found = sorted(root.glob(pattern))
+        if found:
+            return is_labelme_doc(_load(found[0]))
+    return False
 
 
 def _class_list(root: Path) -> list[str] | None:

@@ -11,6 +11,7 @@ images without an XML are background images. Classes come from
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+import xml.parsers.expat as expat
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -53,15 +54,26 @@ def _class_list(root: Path) -> list[str] | None:
 
 
 def _parse(xml: Path, bad: BadLabels):
-    """``(filename, recorded size, objects)`` or None when the file is not VOC XML."""
+    """``(filename, recorded size, objects)`` or None when the file is not VOC XML.
+
+    Parsed with expat directly (not ``ET.parse``) to know the line of every
+    ``<object>``, so a bad one is reported with its line.
+    """
+    builder, lines = ET.TreeBuilder(), {}
+    parser = expat.ParserCreate()
+
+    def start(tag, attrs):
+        lines[builder.start(tag, attrs)] = parser.CurrentLineNumber
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = builder.end
+    parser.CharacterDataHandler = builder.data
     try:
-        tree = ET.parse(xml)
-    except ET.ParseError as exc:
-        bad.add(
-            xml, exc.position[0] if exc.position else None, "malformed", f"not valid XML: {exc}"
-        )
+        parser.Parse(xml.read_bytes(), True)
+        node = builder.close()
+    except (expat.ExpatError, AssertionError) as exc:  # TreeBuilder asserts on an unclosed tree
+        bad.add(xml, getattr(exc, "lineno", None), "malformed", f"not valid XML: {exc}")
         return None
-    node = tree.getroot()
     size = None
     try:
         w, h = int(float(_text(node, "size/width"))), int(float(_text(node, "size/height")))
@@ -70,7 +82,7 @@ def _parse(xml: Path, bad: BadLabels):
         pass
     objects = []
     for obj in node.iter("object"):
-        line = getattr(obj, "sourceline", None)
+        line = lines.get(obj)
         name = _text(obj, "name")
         try:
             coords = [float(_text(obj, f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")]
@@ -109,7 +121,7 @@ def read_voc(root: Path) -> RawLabels:
                 xml,
                 None,
                 "label_without_image",
-                f"no {filename or xml.stem + '.*'} in {IMAGES}/{sub.as_posix()}",
+                f"no {filename or xml.stem + '.*'} in " + f"{IMAGES}/{sub.as_posix()}".removesuffix("/."),
             )
             continue
         parsed.append((xml, image, size, objects))
