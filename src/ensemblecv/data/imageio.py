@@ -210,6 +210,23 @@ def has_image_extension(path: str | Path) -> bool:
 _SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 
 
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag without decoding pixels.
+
+    PIL's ``getexif()`` on a PNG decodes the whole image to look for an eXIf
+    chunk after the pixel data; the header's copy (``info["exif"]``) is what
+    cameras and editors write, and it is all we read for PNG.
+    """
+    if img.format == "PNG":
+        raw = img.info.get("exif")
+        if not raw:
+            return 1
+        exif = Image.Exif()
+        exif.load(raw)
+        return int(exif.get(0x0112, 1) or 1)
+    return int(img.getexif().get(0x0112, 1) or 1)
+
+
 def read_header(path: str | os.PathLike) -> tuple[int, int, int]:
     """``(width, height, orientation)`` from the file header alone, without decoding pixels.
 
@@ -226,7 +243,7 @@ def read_header(path: str | os.PathLike) -> tuple[int, int, int]:
         with Image.open(path) as img:
             width, height = img.size
             try:
-                orientation = int(img.getexif().get(0x0112, 1) or 1)
+                orientation = _orientation(img)
             except (ValueError, TypeError, OSError, SyntaxError):
                 orientation = 1  # a broken EXIF block: PIL's exif_transpose ignores it too
     except FileNotFoundError:

@@ -121,7 +121,8 @@ def read_voc(root: Path) -> RawLabels:
                 xml,
                 None,
                 "label_without_image",
-                f"no {filename or xml.stem + '.*'} in " + f"{IMAGES}/{sub.as_posix()}".removesuffix("/."),
+                f"no {filename or xml.stem + '.*'} in "
+                + f"{IMAGES}/{sub.as_posix()}".removesuffix("/."),
             )
             continue
         parsed.append((xml, image, size, objects))

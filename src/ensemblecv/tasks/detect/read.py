@@ -13,7 +13,7 @@ import json
 import os
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -47,9 +47,10 @@ class DetectionData:
     classes: list[str]
     bad: pd.DataFrame
     format: str
+    #: The folder sample ids are relative to.
     root: Path
+    #: The path as given (for messages and the audit).
     source: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
