@@ -128,6 +128,14 @@ def layout_key(sample_id: str) -> Path:
     return Path(sample_id)
 
 
+def boxes_by_image(boxes: pd.DataFrame) -> dict[str, list]:
+    """Box rows (named tuples) per sample id, in table order: one pass, not a groupby per image."""
+    out: dict[str, list] = {}
+    for box in boxes.itertuples(index=False):
+        out.setdefault(box.sample_id, []).append(box)
+    return out
+
+
 def list_images(folder: Path) -> list[Path]:
     """Image files below ``folder`` (known extensions only), sorted for a stable order."""
     if not folder.is_dir():

@@ -152,10 +152,10 @@ def write_labelme(images, boxes, classes: list[str], out: Path, place) -> None:
     LabelMe has no crowd flag, so crowd boxes are not written; ``difficult`` is
     kept as an extra key on the shape, as some LabelMe forks do.
     """
-    from ._common import layout_key
+    from ._common import boxes_by_image, layout_key
 
     boxes = boxes[~boxes["iscrowd"].to_numpy(dtype=bool)]
-    by_image = dict(tuple(boxes.groupby("sample_id", sort=False)))
+    by_image = boxes_by_image(boxes)
     for row in images.itertuples(index=False):
         dest = out / layout_key(row.sample_id)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -170,7 +170,7 @@ def write_labelme(images, boxes, classes: list[str], out: Path, place) -> None:
                 "flags": {},
                 **({"difficult": True} if b.difficult else {}),
             }
-            for b in ([] if group is None else group.itertuples(index=False))
+            for b in group or []
         ]
         doc = {
             "version": "5.4.1",

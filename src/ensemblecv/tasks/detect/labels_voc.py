@@ -22,6 +22,7 @@ from ._common import (
     RawBox,
     RawImage,
     RawLabels,
+    boxes_by_image,
     find_image,
     layout_key,
     list_images,
@@ -166,7 +167,7 @@ def write_voc(
     such flag; VOC tools ignore unknown tags), so COCO → VOC → COCO keeps it.
     Background images get an XML with no object, so the class-less image is kept.
     """
-    by_image = dict(tuple(boxes.groupby("sample_id", sort=False)))
+    by_image = boxes_by_image(boxes)
     for row in images.itertuples(index=False):
         key = layout_key(row.sample_id)
         dest = out / IMAGES / key
@@ -174,7 +175,7 @@ def write_voc(
         place(row.path, dest)
         objects = []
         group = by_image.get(row.sample_id)
-        for b in [] if group is None else group.itertuples(index=False):
+        for b in group or []:
             crowd = "<iscrowd>1</iscrowd>" if b.iscrowd else ""
             objects.append(
                 f"<object><name>{escape(b.class_name)}</name><pose>Unspecified</pose>"

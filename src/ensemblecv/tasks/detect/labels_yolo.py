@@ -17,7 +17,16 @@ import pandas as pd
 import yaml
 
 from ...errors import DataError
-from ._common import BadLabels, RawBox, RawImage, RawLabels, layout_key, list_images, sample_id_of
+from ._common import (
+    BadLabels,
+    RawBox,
+    RawImage,
+    RawLabels,
+    boxes_by_image,
+    layout_key,
+    list_images,
+    sample_id_of,
+)
 
 IMAGES, LABELS = "images", "labels"
 #: Files in a labels folder that are not label files.
@@ -168,7 +177,7 @@ def write_yolo(
     boxes are written as plain boxes; :func:`convert_detection` warns about both.
     """
     boxes = boxes[~boxes["iscrowd"].to_numpy(dtype=bool)]  # crowd regions are not objects
-    by_image = dict(tuple(boxes.groupby("sample_id", sort=False)))
+    by_image = boxes_by_image(boxes)
     for row in images.itertuples(index=False):
         key = layout_key(row.sample_id)
         dest = out / IMAGES / key
@@ -183,7 +192,7 @@ def write_yolo(
         lines = [
             f"{b.label} {(b.x1 + b.x2) / 2 / w:.6f} {(b.y1 + b.y2) / 2 / h:.6f} "
             f"{(b.x2 - b.x1) / w:.6f} {(b.y2 - b.y1) / h:.6f}"
-            for b in group.itertuples(index=False)
+            for b in group
         ]
         label.write_text("\n".join(lines) + "\n", encoding="utf-8")
     doc = {
