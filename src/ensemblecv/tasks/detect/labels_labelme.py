@@ -15,7 +15,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ._common import BadLabels, RawBox, RawImage, RawLabels, find_image, list_images, sample_id_of
+from ._common import (
+    BadLabels,
+    RawBox,
+    RawImage,
+    RawLabels,
+    boxes_by_image,
+    find_image,
+    layout_key,
+    list_images,
+    sample_id_of,
+)
 
 #: Shape types that are not boxes (a 2-point ``line`` is not a rectangle).
 _NOT_BOXES = {"point", "points", "line", "linestrip", "circle", "mask"}
@@ -152,8 +162,6 @@ def write_labelme(images, boxes, classes: list[str], out: Path, place) -> None:
     LabelMe has no crowd flag, so crowd boxes are not written; ``difficult`` is
     kept as an extra key on the shape, as some LabelMe forks do.
     """
-    from ._common import boxes_by_image, layout_key
-
     boxes = boxes[~boxes["iscrowd"].to_numpy(dtype=bool)]
     by_image = boxes_by_image(boxes)
     for row in images.itertuples(index=False):
