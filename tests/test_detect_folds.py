@@ -100,3 +100,12 @@ def test_content_groups_put_identical_files_together(tmp_path):
     assert groups.iloc[1:5].tolist() == images["sample_id"].iloc[1:5].tolist()
     folds = detection_folds(images, data.boxes, 2, seed=0, groups=groups)
     assert folds.loc[0, "fold"] == folds.loc[5, "fold"]
+
+
+def test_one_class_or_background_only_still_splits():
+    images, boxes = _dataset(12, rare_in=2)
+    only_background = detection_folds(images, boxes.iloc[:0], 3, seed=0)
+    assert sorted(only_background["fold"].value_counts().tolist()) == [4, 4, 4]
+    one_class = boxes.assign(label=0).drop_duplicates("sample_id")
+    both = images[images["sample_id"].isin(one_class["sample_id"])].reset_index(drop=True)
+    assert sorted(detection_folds(both, one_class, 2, seed=0)["fold"].unique()) == [0, 1]

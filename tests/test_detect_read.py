@@ -236,3 +236,23 @@ def test_header_read_matches_decoded_size(tmp_path):
     path = exif_image(tmp_path / "r.jpg", orientation=8)
     width, height, orientation = read_header(path)
     assert orientation == 8 and (height, width, 3) == load_image(path, 3).shape
+
+
+def test_unlabelled_folder_as_images_and_windows_file_names_in_coco(tmp_path):
+    make_shapes_dataset(tmp_path / "coco", n_images=3, size=16, format="coco")
+    (tmp_path / "coco" / "images" / "sub").mkdir()
+    Image.new("RGB", (16, 16)).save(tmp_path / "coco" / "images" / "sub" / "w.png")
+    path = tmp_path / "coco" / "annotations.json"
+    doc = json.loads(path.read_text())
+    doc["images"].append({"id": 99, "file_name": "sub\\w.png", "width": 16, "height": 16})
+    path.write_text(json.dumps(doc))
+    data = read_detection(tmp_path / "coco")
+    assert "images/sub/w.png" in data.images["sample_id"].tolist() and data.bad.empty
+    unlabelled = read_detection(tmp_path / "coco" / "images", format="images")
+    assert unlabelled.format == "images" and unlabelled.boxes.empty and unlabelled.classes == []
+    assert sorted(unlabelled.images["sample_id"]) == [
+        "img_0000.png",
+        "img_0001.png",
+        "img_0002.png",
+        "sub/w.png",
+    ]

@@ -8,10 +8,18 @@ training do not need.
 
 from .convert import convert_detection
 from .folds import content_groups, detection_folds
-from .read import FORMATS, DetectionData, detect_format, read_detection, write_bad_labels
+from .read import (
+    BAD_REASONS,
+    FORMATS,
+    DetectionData,
+    detect_format,
+    read_detection,
+    write_bad_labels,
+)
 from .synthetic import make_shapes_dataset
 
 __all__ = [
+    "BAD_REASONS",
     "FORMATS",
     "DetectionData",
     "audit_detection",

@@ -100,6 +100,10 @@ def detection_folds(
 def _stratify(y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
     from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
+    if y.shape[1] < 2:
+        # One column (one class, no background, or background only) is "binary" to
+        # sklearn's target check; its complement makes it multi-label and changes nothing.
+        y = np.column_stack([y, 1 - y[:, :1]]) if y.shape[1] else np.ones((len(y), 2), np.int64)
     fold = np.full(len(y), -1, dtype=np.int64)
     splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     for i, (_, val) in enumerate(splitter.split(np.zeros((len(y), 1)), y)):

@@ -146,7 +146,7 @@ def _read_doc(path, doc, base, root, label_of, bad, images, boxes, seen) -> None
     sample_of: dict = {}
     for entry in doc["images"]:
         try:
-            image_id, name = entry["id"], str(entry["file_name"])
+            image_id, name = entry["id"], str(entry["file_name"]).replace("\\", "/")
         except (KeyError, TypeError):
             bad.add(path, None, "malformed", f"image entry without id or file_name: {entry!r:.80}")
             continue

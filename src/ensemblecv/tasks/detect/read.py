@@ -19,14 +19,37 @@ from pathlib import Path
 import pandas as pd
 
 from ...errors import DataError, format_list, unknown_name_message
-from ._common import BAD_COLUMNS, BAD_REASONS, RawLabels, finish
+from ._common import (
+    BAD_COLUMNS,
+    BAD_REASONS,
+    BadLabels,
+    RawImage,
+    RawLabels,
+    finish,
+    list_images,
+    sample_id_of,
+)
 from .labels_coco import coco_files, is_coco_doc, read_coco
 from .labels_labelme import is_labelme, is_labelme_doc, read_labelme
 from .labels_voc import is_voc, read_voc
 from .labels_yolo import is_yolo, read_yolo
 
-_READERS = {"yolo": read_yolo, "coco": read_coco, "voc": read_voc, "labelme": read_labelme}
-FORMATS = tuple(_READERS)
+
+def read_unlabelled(root: Path) -> RawLabels:
+    """Every image below ``root``, no box: a test set to predict on (``format="images"``)."""
+    images = [RawImage(sample_id_of(p, root), p) for p in list_images(root)]
+    return RawLabels(root, "images", [], images, [], BadLabels(root))
+
+
+_READERS = {
+    "yolo": read_yolo,
+    "coco": read_coco,
+    "voc": read_voc,
+    "labelme": read_labelme,
+    "images": read_unlabelled,
+}
+#: Label formats that auto-detection recognises (``images`` is only ever named).
+FORMATS = ("yolo", "coco", "voc", "labelme")
 
 
 @dataclass
@@ -97,7 +120,7 @@ def _resolve(path: Path, format: str | None) -> tuple[Path, str]:
     if not path.exists():
         raise DataError(f"Detection data {path} does not exist.")
     if format is not None and format not in _READERS:
-        raise DataError(unknown_name_message("label format", format, FORMATS))
+        raise DataError(unknown_name_message("label format", format, _READERS))
     found = detect_format(path) if format is None else format
     if found is None:
         raise DataError(
@@ -134,7 +157,8 @@ def read_detection(
 ) -> DetectionData:
     """Read a detection dataset (folder or COCO JSON) in any supported format.
 
-    ``format`` is ``yolo``, ``coco``, ``voc``, ``labelme`` or None (detect it).
+    ``format`` is ``yolo``, ``coco``, ``voc``, ``labelme`` or None (detect it);
+    ``images`` reads an unlabelled folder (every image, no box) to predict on.
     Bad labels are dropped, or clipped for boxes past the border, listed in
     ``bad`` and reported as one :class:`UserWarning`; with ``strict`` any bad
     label raises :class:`~ensemblecv.errors.DataError` listing them.
@@ -165,6 +189,7 @@ def write_bad_labels(bad: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 
 __all__ = [
+    "BAD_REASONS",
     "FORMATS",
     "DetectionData",
     "bad_summary",
