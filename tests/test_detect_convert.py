@@ -60,6 +60,7 @@ def test_coco_ids_start_at_one_and_are_unique(tmp_path):
     assert all(a["category_id"] in (1, 2, 3) for a in doc["annotations"])
 
 
+@pytest.mark.filterwarnings("ignore:.*bad label:UserWarning")  # the EXIF image, listed on every read
 def test_crowd_and_difficult_survive_coco_voc_and_yolo_warns(tmp_path):
     root = tmp_path / "coco"
     make_shapes_dataset(root, n_images=3, size=32, format="coco")

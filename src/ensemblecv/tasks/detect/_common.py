@@ -179,84 +179,87 @@ def finish(raw: RawLabels) -> tuple[pd.DataFrame, pd.DataFrame]:
     boxes, or a recorded size equal to the displayed one) they are taken to be
     drawn on the picture as viewers show it, and kept.
     """
-    bad = raw.bad
+    sizes, images = _image_sizes(raw)
+    rows = []
+    for box in raw.boxes:
+        size = sizes.get(box.sample_id)
+        if size is not None:  # None: its image is unreadable and already listed
+            row = _checked_box(box, size, raw.classes, raw.bad)
+            if row is not None:
+                rows.append(row)
+    return _tables(images, rows)
+
+
+def _image_sizes(raw: RawLabels) -> tuple[dict[str, tuple[int, int, int]], list[tuple]]:
+    """Header sizes per sample id (orientation negated: boxes to rotate) and image rows."""
     sizes: dict[str, tuple[int, int, int]] = {}
     images = []
     for image in raw.images:
         try:
             width, height, orientation = read_header(image.path)
         except ImageLoadError as exc:
-            bad.add(
-                image.path,
-                None,
-                "image_unreadable",
-                exc.reason + (f": {exc.detail}" if exc.detail else ""),
-            )
+            detail = exc.reason + (f": {exc.detail}" if exc.detail else "")
+            raw.bad.add(image.path, None, "image_unreadable", detail)
             continue
         sizes[image.sample_id] = (width, height, orientation)
-        images.append(
-            (image.sample_id, str(Path(image.path).absolute()), width, height, image.sample_id)
-        )
-        if orientation in (5, 6, 7, 8):
-            stored = (height, width)
-            rotate = image.label_size == stored and width != height
-            bad.add(
-                image.label_file or image.path,
-                None,
-                "exif_rotation",
-                f"{display_path(image.path, raw.root)}: EXIF orientation {orientation}, stored "
-                f"{stored[0]}x{stored[1]}, shown {width}x{height}; "
-                + (
-                    "the label file records the stored size, so its boxes were rotated with the picture"
-                    if rotate
-                    else "boxes taken as drawn on the picture as shown"
-                ),
-            )
-            if rotate:
-                sizes[image.sample_id] = (width, height, -orientation)  # negative: rotate boxes
-    rows = []
-    for box in raw.boxes:
-        size = sizes.get(box.sample_id)
-        if size is None:
-            continue  # its image is unreadable and already listed
-        width, height, orientation = size
-        xyxy = np.array([box.x1, box.y1, box.x2, box.y2], dtype=np.float64)
-        if box.normalized:
-            xyxy *= [width, height, width, height]
-        elif orientation < 0:
-            xyxy = _from_raw_frame(xyxy, -orientation, height, width)
-        where = f"{box.x1:g} {box.y1:g} {box.x2:g} {box.y2:g}" + (
-            " (normalised)" if box.normalized else ""
-        )
-        if not np.isfinite(xyxy).all():
-            bad.add(box.file, box.line, "malformed", f"non-finite coordinates {where}")
+        path = str(Path(image.path).absolute())
+        images.append((image.sample_id, path, width, height, image.sample_id))
+        if orientation not in (5, 6, 7, 8):
             continue
-        if xyxy[2] <= xyxy[0] or xyxy[3] <= xyxy[1]:
-            bad.add(box.file, box.line, "box_empty", f"x1 y1 x2 y2 = {where}")
-            continue
-        clipped = np.clip(xyxy, 0, [width, height, width, height])
-        overshoot = float(np.abs(clipped - xyxy).max())
-        if overshoot > CLIP_TOLERANCE:
-            gone = clipped[2] <= clipped[0] or clipped[3] <= clipped[1]
-            bad.add(
-                box.file,
-                box.line,
-                "box_outside_image",
-                f"x1 y1 x2 y2 = {where} in a {width}x{height} image; "
-                + ("entirely outside, dropped" if gone else "clipped"),
-            )
-            if gone:
-                continue
-        rows.append(
-            (
-                box.sample_id,
-                box.label,
-                raw.classes[box.label],
-                *clipped.tolist(),
-                box.iscrowd,
-                box.difficult,
-            )
+        stored = (height, width)
+        rotate = image.label_size == stored and width != height
+        raw.bad.add(
+            image.label_file or image.path,
+            None,
+            "exif_rotation",
+            f"{display_path(image.path, raw.root)}: EXIF orientation {orientation}, stored "
+            f"{stored[0]}x{stored[1]}, shown {width}x{height}; "
+            + (
+                "the label file records the stored size, so its boxes were rotated with the picture"
+                if rotate
+                else "boxes taken as drawn on the picture as shown"
+            ),
         )
+        if rotate:
+            sizes[image.sample_id] = (width, height, -orientation)
+    return sizes, images
+
+
+def _checked_box(box: RawBox, size: tuple[int, int, int], classes: list[str], bad: BadLabels):
+    """The box row in pixels of the shown picture, clipped; None (and listed) when unusable."""
+    width, height, orientation = size
+    xyxy = np.array([box.x1, box.y1, box.x2, box.y2], dtype=np.float64)
+    if box.normalized:
+        xyxy *= [width, height, width, height]
+    elif orientation < 0:
+        xyxy = _from_raw_frame(xyxy, -orientation, height, width)
+    where = f"{box.x1:g} {box.y1:g} {box.x2:g} {box.y2:g}" + (
+        " (normalised)" if box.normalized else ""
+    )
+    if not np.isfinite(xyxy).all():
+        bad.add(box.file, box.line, "malformed", f"non-finite coordinates {where}")
+        return None
+    if xyxy[2] <= xyxy[0] or xyxy[3] <= xyxy[1]:
+        bad.add(box.file, box.line, "box_empty", f"x1 y1 x2 y2 = {where}")
+        return None
+    clipped = np.clip(xyxy, 0, [width, height, width, height])
+    if float(np.abs(clipped - xyxy).max()) > CLIP_TOLERANCE:
+        gone = clipped[2] <= clipped[0] or clipped[3] <= clipped[1]
+        bad.add(
+            box.file,
+            box.line,
+            "box_outside_image",
+            f"x1 y1 x2 y2 = {where} in a {width}x{height} image; "
+            + ("entirely outside, dropped" if gone else "clipped"),
+        )
+        if gone:
+            return None
+    label = box.label
+    return (box.sample_id, label, classes[label], *clipped.tolist(), box.iscrowd, box.difficult)
+
+
+def _tables(images: list[tuple], rows: list[tuple]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Images sorted by sample id; boxes in that image order, each image's in file order."""
     image_frame = pd.DataFrame(images, columns=IMAGE_COLUMNS)
     image_frame = image_frame.sort_values("sample_id", kind="stable").reset_index(drop=True)
     image_frame[["width", "height"]] = image_frame[["width", "height"]].astype(np.int64)
@@ -265,15 +268,7 @@ def finish(raw: RawLabels) -> tuple[pd.DataFrame, pd.DataFrame]:
     box_frame = box_frame.iloc[
         np.argsort(box_frame["sample_id"].map(order).to_numpy(), kind="stable")
     ].reset_index(drop=True)
-    box_frame = box_frame.astype(
-        {
-            "label": np.int64,
-            "x1": np.float64,
-            "y1": np.float64,
-            "x2": np.float64,
-            "y2": np.float64,
-            "iscrowd": bool,
-            "difficult": bool,
-        }
+    types = {"label": np.int64, "iscrowd": bool, "difficult": bool}
+    return image_frame, box_frame.astype(
+        {**types, **dict.fromkeys(["x1", "y1", "x2", "y2"], np.float64)}
     )
-    return image_frame, box_frame
