@@ -60,7 +60,9 @@ def test_coco_ids_start_at_one_and_are_unique(tmp_path):
     assert all(a["category_id"] in (1, 2, 3) for a in doc["annotations"])
 
 
-@pytest.mark.filterwarnings("ignore:.*bad label:UserWarning")  # the EXIF image, listed on every read
+@pytest.mark.filterwarnings(
+    "ignore:.*bad label:UserWarning"
+)  # the EXIF image, listed on every read
 def test_crowd_and_difficult_survive_coco_voc_and_yolo_warns(tmp_path):
     root = tmp_path / "coco"
     make_shapes_dataset(root, n_images=3, size=32, format="coco")
@@ -103,3 +105,26 @@ def test_hard_links_and_the_cli(tmp_path):
         app, ["convert", str(tmp_path / "lm"), "--to", "coco", "--out", str(tmp_path / "y")]
     )
     assert again.exit_code != 0
+
+
+def test_split_folders_become_data_yaml_entries_and_stem_clashes_are_refused(tmp_path):
+    import yaml
+    from PIL import Image
+
+    src = tmp_path / "coco"
+    (src / "images" / "train").mkdir(parents=True)
+    (src / "images" / "valid").mkdir()
+    for name in ("train/a.png", "valid/b.png"):
+        Image.new("RGB", (8, 8)).save(src / "images" / name)
+    doc = {"images": [{"id": 1, "file_name": "train/a.png"}, {"id": 2, "file_name": "valid/b.png"}],
+           "annotations": [], "categories": [{"id": 1, "name": "x"}]}  # fmt: skip
+    (src / "annotations.json").write_text(json.dumps(doc))
+    convert_detection(src, "yolo", tmp_path / "yolo")
+    spec = yaml.safe_load((tmp_path / "yolo" / "data.yaml").read_text())
+    assert spec["train"] == "images/train" and spec["val"] == "images/valid" and "path" not in spec
+    assert spec["names"] == {0: "x"}
+    Image.new("RGB", (8, 8)).save(src / "images" / "train" / "a.jpg")
+    doc["images"].append({"id": 3, "file_name": "train/a.jpg"})
+    (src / "annotations.json").write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=r"(?s)differ only in their extension.*images/train/a\.jpg"):
+        convert_detection(src, "voc", tmp_path / "voc")

@@ -15,8 +15,11 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from ...data.split import check_output_dir
-from ...errors import DataError, unknown_name_message
+from ...errors import DataError, format_list, unknown_name_message
+from ._common import layout_key
 from .labels_coco import write_coco
 from .labels_voc import write_voc
 from .labels_yolo import write_yolo
@@ -49,6 +52,19 @@ def _placer(link: bool):
     return place
 
 
+def _check_label_names(sample_ids, to: str) -> None:
+    """YOLO and VOC name a label file after its image's stem: ``a.jpg`` and ``a.png`` would collide."""
+    if to == "coco":
+        return
+    stems = pd.Series([layout_key(s).with_suffix("").as_posix() for s in sample_ids])
+    clash = sorted(pd.Series(list(sample_ids))[stems.duplicated(keep=False).to_numpy()])
+    if clash:
+        raise DataError(
+            f"{len(clash)} images differ only in their extension, so their {to} label files "
+            f"would overwrite each other:\n{format_list(clash)}\nRename them, or convert to coco."
+        )
+
+
 def convert_detection(
     src: str | os.PathLike,
     to: str,
@@ -71,6 +87,7 @@ def convert_detection(
     check_output_dir(out, src_path if src_path.is_dir() else src_path.parent)
     data = read_detection(src_path, format=format, strict=strict)
     check_output_dir(out, data.root)  # a COCO file's images may live above its folder
+    _check_label_names(data.images["sample_id"], to)
     if to == "yolo":
         lost = []
         if data.boxes["iscrowd"].any():

@@ -195,16 +195,28 @@ def write_yolo(
             for b in group
         ]
         label.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    doc = {
-        "path": ".",
-        "train": IMAGES,
-        "val": IMAGES,
-        "nc": len(classes),
-        "names": dict(enumerate(classes)),
-    }
+    doc = {**_split_entries(images), "nc": len(classes), "names": dict(enumerate(classes))}
     (out / "data.yaml").write_text(
         yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8"
     )
+
+
+_SPLITS = ("train", "val", "valid", "test")
+
+
+def _split_entries(images: pd.DataFrame) -> dict[str, str]:
+    """``train``/``val``/``test`` entries of data.yaml: the split folders when the images have them.
+
+    No ``path`` key: YOLO tools then resolve the entries against the yaml's own
+    folder, while a relative ``path`` is taken under their global datasets folder.
+    """
+    firsts = {layout_key(s).parts[0] for s in images["sample_id"] if len(layout_key(s).parts) > 1}
+    nested = all(len(layout_key(s).parts) > 1 for s in images["sample_id"])
+    if nested and firsts and firsts <= set(_SPLITS):
+        entries = {("val" if f == "valid" else f): f"{IMAGES}/{f}" for f in sorted(firsts)}
+        entries.setdefault("val", entries.get("test", entries.get("train", IMAGES)))
+        return {k: entries[k] for k in ("train", "val", "test") if k in entries}
+    return {"train": IMAGES, "val": IMAGES}
 
 
 __all__ = ["is_yolo", "read_yolo", "write_yolo"]
