@@ -256,3 +256,20 @@ def test_unlabelled_folder_as_images_and_windows_file_names_in_coco(tmp_path):
         "img_0002.png",
         "sub/w.png",
     ]
+
+
+def test_sample_table_for_the_shared_machinery(tmp_path):
+    from ensemblecv.data.scan import scan_table
+
+    truth = make_shapes_dataset(
+        tmp_path / "y", n_images=8, size=16, classes=2, seed=4, background=0.4
+    )
+    data = read_detection(tmp_path / "y")
+    table = data.sample_table()
+    assert table.frame["sample_id"].tolist() == data.images["sample_id"].tolist()
+    assert table.classes == truth.classes and table.frame["group"].isna().all()
+    background = table.frame["sample_id"].isin(data.background())
+    assert 0 < background.sum() < len(background)
+    assert (table.frame.loc[background, "label"] == -1).all()
+    assert (table.frame.loc[~background, "label"] >= 0).all()
+    assert scan_table(table, workers=0).ok.all()  # the scan reads it like a classification table

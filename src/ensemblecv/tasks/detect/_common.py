@@ -272,3 +272,13 @@ def _tables(images: list[tuple], rows: list[tuple]) -> tuple[pd.DataFrame, pd.Da
     return image_frame, box_frame.astype(
         {**types, **dict.fromkeys(["x1", "y1", "x2", "y2"], np.float64)}
     )
+
+
+def main_label(images: pd.DataFrame, boxes: pd.DataFrame) -> np.ndarray:
+    """Per image its most frequent class (the lowest on ties), -1 for a background image."""
+    if not len(boxes):
+        return np.full(len(images), -1, dtype=np.int64)
+    counts = boxes.groupby(["sample_id", "label"]).size().reset_index(name="n")
+    counts = counts.sort_values(["sample_id", "n", "label"], ascending=[True, False, True])
+    top = counts.drop_duplicates("sample_id").set_index("sample_id")["label"]
+    return top.reindex(images["sample_id"].to_numpy()).fillna(-1).to_numpy(dtype=np.int64)

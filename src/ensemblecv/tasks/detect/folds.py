@@ -19,6 +19,7 @@ import pandas as pd
 
 from ...data.scan import _file_hash
 from ...errors import DataError, format_list
+from ._common import main_label
 
 
 def _presence(images: pd.DataFrame, boxes: pd.DataFrame, keys: np.ndarray, n_classes: int):
@@ -90,7 +91,7 @@ def detection_folds(
         {
             "sample_id": images["sample_id"].to_numpy(),
             "fold": fold.astype(np.int64),
-            "label": _main_label(images, boxes),
+            "label": main_label(images, boxes),
             # As in the classification table: None for an image that is a group of its own.
             "group": np.where(pd.Series(keys).duplicated(keep=False), keys, None),
         }
@@ -109,15 +110,6 @@ def _stratify(y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
     for i, (_, val) in enumerate(splitter.split(np.zeros((len(y), 1)), y)):
         fold[val] = i
     return fold
-
-
-def _main_label(images: pd.DataFrame, boxes: pd.DataFrame) -> np.ndarray:
-    if not len(boxes):
-        return np.full(len(images), -1, dtype=np.int64)
-    counts = boxes.groupby(["sample_id", "label"]).size().reset_index(name="n")
-    counts = counts.sort_values(["sample_id", "n", "label"], ascending=[True, False, True])
-    top = counts.drop_duplicates("sample_id").set_index("sample_id")["label"]
-    return top.reindex(images["sample_id"].to_numpy()).fillna(-1).to_numpy(dtype=np.int64)
 
 
 def content_groups(images: pd.DataFrame) -> pd.Series:

@@ -16,8 +16,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from ...data.samples import SampleTable
 from ...errors import DataError, format_list, unknown_name_message
 from ._common import (
     BAD_COLUMNS,
@@ -27,6 +29,7 @@ from ._common import (
     RawLabels,
     finish,
     list_images,
+    main_label,
     sample_id_of,
 )
 from .labels_coco import coco_files, is_coco_doc, read_coco
@@ -78,6 +81,27 @@ class DetectionData:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def sample_table(self) -> SampleTable:
+        """The images as the shared :class:`~ensemblecv.data.samples.SampleTable`.
+
+        For the task-blind machinery (scan, workspace, duplicate groups): ``label``
+        is the image's most frequent class, -1 for a background image, and
+        ``group`` is None for an image that is a group of its own.
+        """
+        labels = main_label(self.images, self.boxes)
+        group = self.images["group"].where(self.images["group"] != self.images["sample_id"], None)
+        frame = pd.DataFrame(
+            {
+                "sample_id": self.images["sample_id"].to_numpy(),
+                "path": self.images["path"].to_numpy(),
+                "label": labels,
+                "class_name": [self.classes[c] if c >= 0 else None for c in labels],
+                "group": group.astype(object).to_numpy(),
+                "row": np.arange(len(self.images)),
+            }
+        )
+        return SampleTable(frame, list(self.classes), self.source, self.root)
 
     def background(self) -> pd.Series:
         """Sample ids of the images without any box."""
