@@ -22,6 +22,9 @@ def dataset(tmp_path):
     ADD_BAD["voc"](root)
     labelled = truth.boxes["sample_id"].iloc[0]  # an image with boxes; its copy has no XML
     shutil.copy(root / labelled, root / "JPEGImages/copy.png")
+    # A header that reads but pixels that do not: only the decode scan can tell.
+    whole = (root / "JPEGImages/img_0001.png").read_bytes()
+    (root / "JPEGImages/truncated.png").write_bytes(whole[: len(whole) // 2])
     return root, truth
 
 
@@ -30,7 +33,7 @@ def test_audit_numbers_match_the_data(dataset, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         data = read_detection(root)
-        result = audit_detection(data, tmp_path / "audit")
+        result = audit_detection(data, tmp_path / "audit", workers=0)
     audit = json.loads(result.json_path.read_text(encoding="utf-8"))
     b = data.boxes
     assert audit["task"] == "detect" and audit["format"] == "voc"
@@ -54,8 +57,11 @@ def test_audit_numbers_match_the_data(dataset, tmp_path):
     pair = sorted(["JPEGImages/copy.png", truth.boxes["sample_id"].iloc[0]])
     assert [g["sample_ids"] for g in dup] == [pair]
     assert dup[0]["same_box_count"] is False  # the copy has no XML: a background image
+    assert [(b["sample_id"], b["reason"]) for b in audit["bad_files"]] == [
+        ("JPEGImages/truncated.png", "truncated")
+    ]
     codes = {w["code"] for w in audit["warnings"]}
-    assert {"bad_labels", "duplicates"} <= codes
+    assert {"bad_labels", "duplicates", "bad_files"} <= codes
     # Files: json, html, every plot, bad_labels.csv, all under the audit folder.
     for name in ("class_counts", "boxes_per_image", "box_sizes", "sample_grid"):
         assert (tmp_path / "audit" / "plots" / f"{name}.png").stat().st_size > 1000
@@ -70,7 +76,9 @@ def test_audit_numbers_match_the_data(dataset, tmp_path):
 
 def test_cli_audit_routes_detection_data_and_keeps_classification(dataset, tmp_path):
     root, _ = dataset
-    result = CliRunner().invoke(app, ["audit", str(root), "--out", str(tmp_path / "a")])
+    result = CliRunner().invoke(
+        app, ["audit", str(root), "--out", str(tmp_path / "a"), "--workers", "0"]
+    )
     assert result.exit_code == 0, result.output
     assert "Detection dataset audit" in result.output
     assert (
@@ -81,7 +89,7 @@ def test_cli_audit_routes_detection_data_and_keeps_classification(dataset, tmp_p
 def test_sample_grid_shows_every_class(tmp_path):
     classes = ["cat", "dog", "고양이", "<b>&", "e"]  # user strings: Hangul, markup
     data = make_shapes_dataset(tmp_path / "y", n_images=30, size=32, classes=classes, seed=0)
-    result = audit_detection(data, tmp_path / "audit", grid_images=6)
+    result = audit_detection(data, tmp_path / "audit", grid_images=6, workers=0)
     page = result.html_path.read_text(encoding="utf-8")
     assert "고양이" in page and "&lt;b&gt;&amp;" in page and "<b>&" not in page
     shown = set(result.audit["sample_grid"]["sample_ids"])

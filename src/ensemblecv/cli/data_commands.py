@@ -90,9 +90,14 @@ def audit(
     from ..tasks.detect.read import detect_format
 
     if detect_format(data) is not None:
+        from ..tasks.detect import read_detection
         from ..tasks.detect.audit import audit_detection, summarize_detection
 
-        result = audit_detection(data, out, min_per_class=min_per_class)
+        labels = read_detection(data)
+        with progress_bar("scan", len(labels.images)) as advance:
+            result = audit_detection(
+                labels, out, min_per_class=min_per_class, workers=workers, progress=advance
+            )
         summarize_detection(result.audit, console)
         return
     from ..audit import run_audit, summarize

@@ -2,7 +2,7 @@
 
 Counts (boxes and images per class, boxes per image, background images), box
 geometry (sizes with COCO's small/medium/large split, aspect ratios, size
-relative to the image), the bad labels, exact duplicate images and a grid of
+relative to the image), the bad labels, images that do not decode, exact duplicate images and a grid of
 samples with their boxes drawn. Written as ``audit.json`` (complete),
 ``audit.html`` (the same page shell as the classification audit) and
 ``plots/*.png``, plus ``bad_labels.csv`` when there are any — all under
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ...audit.compute import _describe
-from ...data.scan import _file_hash
+from ...data.scan import ScanResult, scan_table
 from . import audit_plots
 from .audit_html import render_detection_html
 from .read import DetectionData, read_detection, write_bad_labels
@@ -53,12 +54,14 @@ def _size_counts(area: np.ndarray) -> dict[str, int]:
     }
 
 
-def _duplicates(images: pd.DataFrame, boxes: pd.DataFrame) -> list[dict[str, Any]]:
+def _duplicates(
+    images: pd.DataFrame, boxes: pd.DataFrame, hashes: pd.Series
+) -> list[dict[str, Any]]:
     """Byte-identical images: they leak across folds unless grouped, and often disagree in boxes."""
-    digests = pd.Series([_file_hash(p) for p in images["path"]], index=images.index)
     n_boxes = boxes.groupby("sample_id").size()
     groups = []
-    for digest, rows in images.groupby(digests.to_numpy()):
+    known = (hashes.astype(str) != "").to_numpy()
+    for digest, rows in images[known].groupby(hashes[known].to_numpy()):
         if len(rows) < 2:
             continue
         ids = sorted(rows["sample_id"])
@@ -68,8 +71,15 @@ def _duplicates(images: pd.DataFrame, boxes: pd.DataFrame) -> list[dict[str, Any
     return sorted(groups, key=lambda g: (-len(g["sample_ids"]), g["sample_ids"][0]))
 
 
-def compute_detection_audit(data: DetectionData, min_per_class: int = 5) -> dict[str, Any]:
-    """The audit numbers of ``data`` as a JSON-serialisable dict (the ``audit.json`` contract)."""
+def compute_detection_audit(
+    data: DetectionData, scan: ScanResult, min_per_class: int = 5
+) -> dict[str, Any]:
+    """The audit numbers of ``data`` as a JSON-serialisable dict (the ``audit.json`` contract).
+
+    ``scan`` is the decode pass over ``data.sample_table()`` (same row order):
+    it supplies the content hashes and the files that do not decode, which a
+    header read cannot see.
+    """
     images, boxes, classes = data.images, data.boxes, data.classes
     w = (boxes["x2"] - boxes["x1"]).to_numpy(dtype=np.float64)
     h = (boxes["y2"] - boxes["y1"]).to_numpy(dtype=np.float64)
@@ -133,7 +143,8 @@ def compute_detection_audit(data: DetectionData, min_per_class: int = 5) -> dict
                 )
             ],
         },
-        "duplicates": _duplicates(images, boxes),
+        "duplicates": _duplicates(images, boxes, scan.stats["hash"].fillna("")),
+        "bad_files": scan.bad_files().to_dict("records"),
     }
     audit["warnings"] = _warnings(audit)
     return audit
@@ -157,6 +168,9 @@ def _warnings(audit: dict) -> list[dict[str, str]]:
     if rare:
         add("warning", "rare_classes", f"{len(rare)} class(es) are in fewer than {k} images, so not every "
             f"fold can validate them: {', '.join(rare[:10])}.")  # fmt: skip
+    if audit["bad_files"]:
+        add("error", "bad_files", f"{len(audit['bad_files'])} image(s) do not decode and are excluded "
+            "from training: " + ", ".join(b["path"] for b in audit["bad_files"][:5]) + ".")  # fmt: skip
     bad = audit["bad_labels"]
     if bad["n"]:
         reasons = ", ".join(f"{n} {r}" for r, n in bad["by_reason"].items())
@@ -194,15 +208,24 @@ def audit_detection(
     min_per_class: int = 5,
     grid_images: int = 24,
     format: str | None = None,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> DetectionAuditResult:
-    """Audit a detection dataset (a :class:`DetectionData` or a path) into ``out_dir``."""
+    """Audit a detection dataset (a :class:`DetectionData` or a path) into ``out_dir``.
+
+    Every image is decoded once by the shared scan (``workers`` processes,
+    None: up to 8, 0: in this process; ``progress(n)`` after each chunk), for
+    content hashes and undecodable files; only the grid's images are opened again.
+    """
     t0 = time.perf_counter()
     if not isinstance(data, DetectionData):
         data = read_detection(data, format=format)
     out_dir = Path(out_dir)
     plot_dir = out_dir / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
-    audit = compute_detection_audit(data, min_per_class)
+    scan = scan_table(data.sample_table(), workers=workers, progress=progress)
+    scan_s = time.perf_counter() - t0
+    audit = compute_detection_audit(data, scan, min_per_class)
     b = data.boxes
     per_image = b.groupby("sample_id").size().reindex(data.images["sample_id"], fill_value=0)
     images = {
@@ -226,7 +249,14 @@ def audit_detection(
                         "plots": [str(plot_dir / f"{n}.png") for n in images]}  # fmt: skip
     if len(data.bad):
         audit["outputs"]["bad_labels"] = str(write_bad_labels(data.bad, out_dir / "bad_labels.csv"))
-    audit["run"] = {"seconds": round(time.perf_counter() - t0, 3)}
+    audit["run"] = {
+        "workers": workers,
+        "seconds": {
+            "read_and_scan_s": round(scan_s, 3),
+            "total_s": round(time.perf_counter() - t0, 3),
+        },
+        "images_per_s": round(len(data.images) / max(scan_s, 1e-9), 1),
+    }
     json_path.write_text(json.dumps(audit, ensure_ascii=False, indent=1), encoding="utf-8")
     html_path.write_text(render_detection_html(audit, images), encoding="utf-8")
     return DetectionAuditResult(audit, json_path, html_path, data)
@@ -246,6 +276,7 @@ def summarize_detection(audit: dict, console: Console | None = None, max_warning
         ("boxes", f"{audit['n_boxes']:,} (small {coco['small']:,}, medium {coco['medium']:,}, large {coco['large']:,})"),
         ("classes", f"{audit['n_classes']}" + (f" ({min(counts):,} .. {max(counts):,} boxes per class)" if counts else "")),
         ("bad labels", f"{audit['bad_labels']['n']:,}"),
+        ("bad files", f"{len(audit['bad_files']):,} image(s) that do not decode"),
         ("duplicates", f"{len(audit['duplicates'])} group(s) of identical images"),
     ]  # fmt: skip
     for key, value in rows:

@@ -94,6 +94,19 @@ def _bad(audit: dict) -> str:
     return head + _table(["file", "line", "reason", "detail"], rows) + note
 
 
+def _bad_files(audit: dict) -> str:
+    bad = audit["bad_files"]
+    if not bad:
+        return ""
+    shown, note = _capped(bad, MAX_BAD_ROWS, "bad files")
+    rows = [(b["path"], b["reason"], b.get("explanation", ""), b.get("detail", "")) for b in shown]
+    return (
+        f"<h2>Images that do not decode ({len(bad)})</h2>"
+        + _table(["path", "reason", "meaning", "detail"], rows)
+        + note
+    )
+
+
 def _duplicates(audit: dict) -> str:
     groups = audit["duplicates"]
     head = f"<h2>Exact duplicate images ({len(groups)} group(s))</h2>"
@@ -128,6 +141,7 @@ def render_detection_html(audit: dict[str, Any], images: dict[str, bytes]) -> st
         _geometry(audit, images),
         _background(audit),
         _bad(audit),
+        _bad_files(audit),
         _duplicates(audit),
         "<h2>Sample images</h2>" + _img(images, "sample_grid", "sample images with boxes")
         if "sample_grid" in images

@@ -128,7 +128,11 @@ def read_coco(source: Path) -> RawLabels:
                 f"The COCO files {files[0].name} and {path.name} have different categories; "
                 "convert them separately or give one file."
             )
-        names = [str(im.get("file_name", "")) for im in doc["images"]]
+        names = [
+            str(im.get("file_name", "")).replace("\\", "/")
+            for im in doc["images"]
+            if isinstance(im, dict)
+        ]
         base = _image_base(path, names)
         loaded.append((path, doc, base))
     if root is None:

@@ -102,10 +102,10 @@ def _parse_line(text: str) -> tuple[int, list[float]] | str:
     try:
         values = [float(v) for v in fields[1:]]
         cls = float(fields[0])
-    except ValueError:
+        if cls != int(cls):
+            return f"class id {fields[0]!r} is not an integer"
+    except (ValueError, OverflowError):  # OverflowError: int(inf); NaN is a ValueError
         return "not numbers"
-    if cls != int(cls):
-        return f"class id {fields[0]!r} is not an integer"
     if len(values) == 4:
         cx, cy, w, h = values
         return int(cls), [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
