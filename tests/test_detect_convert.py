@@ -128,3 +128,21 @@ def test_split_folders_become_data_yaml_entries_and_stem_clashes_are_refused(tmp
     (src / "annotations.json").write_text(json.dumps(doc))
     with pytest.raises(DataError, match=r"(?s)differ only in their extension.*images/train/a\.jpg"):
         convert_detection(src, "voc", tmp_path / "voc")
+
+
+def test_round_trip_keeps_fractional_pixels_on_a_large_image(tmp_path):
+    from PIL import Image
+
+    src = tmp_path / "coco"
+    (src / "images").mkdir(parents=True)
+    Image.new("RGB", (3001, 2003), "white").save(src / "images" / "big.png")
+    box = [1234.5678, 987.6543, 765.4321, 512.3456]  # x, y, w, h with 4 decimals
+    doc = {"images": [{"id": 1, "file_name": "big.png", "width": 3001, "height": 2003}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": box, "iscrowd": 0}],
+           "categories": [{"id": 1, "name": "x"}]}  # fmt: skip
+    (src / "annotations.json").write_text(json.dumps(doc))
+    convert_detection(src, "voc", tmp_path / "voc", link=True)
+    convert_detection(tmp_path / "voc", "yolo", tmp_path / "yolo", link=True)
+    convert_detection(tmp_path / "yolo", "coco", tmp_path / "back", link=True)
+    back = json.loads((tmp_path / "back" / "annotations.json").read_text())["annotations"][0]
+    np.testing.assert_allclose(back["bbox"], box, atol=1e-3)

@@ -2,9 +2,9 @@
 
 The source is read with :func:`read_detection` (bad labels dropped and listed
 exactly as for training) and written in the target layout with every image
-copied, or hard-linked, into it. Coordinates keep 4 decimals (YOLO: 6 of the
+copied, or hard-linked, into it. Coordinates keep 4 decimals (YOLO: 8 of the
 normalised value), so YOLO → COCO → VOC → YOLO keeps every box within 1e-3
-pixel. The source is never touched and a non-empty ``out`` is refused.
+pixel for images up to 10,000 px a side. The source is never touched and a non-empty ``out`` is refused.
 """
 
 from __future__ import annotations

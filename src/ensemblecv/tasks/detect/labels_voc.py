@@ -155,7 +155,8 @@ def read_voc(root: Path) -> RawLabels:
 def _number(value: float) -> str:
     """Integers as integers (what VOC tools expect), fractions kept to 4 decimals (lossless)."""
     rounded = round(float(value), 4)
-    return str(int(rounded)) if rounded == int(rounded) else f"{rounded:g}"
+    # Not "%g": its 6 significant digits would round 1234.5678 to 1234.57.
+    return str(int(rounded)) if rounded == int(rounded) else f"{rounded:.4f}".rstrip("0")
 
 
 def write_voc(

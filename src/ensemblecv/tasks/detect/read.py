@@ -197,7 +197,9 @@ def read_detection(
     if len(bad):
         message = f"{path} ({found}): " + bad_summary(bad)
         if strict:
-            raise DataError(message + "\nFix these labels or drop strict to skip them.")
+            raise DataError(
+                message + "\nFix these labels, or read without strict (--strict) to skip them."
+            )
         warnings.warn(message, UserWarning, stacklevel=2)
     return DetectionData(images, boxes, list(raw.classes), bad, found, raw.root, str(path))
 
