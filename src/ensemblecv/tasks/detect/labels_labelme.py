@@ -44,15 +44,15 @@ def is_labelme_doc(doc) -> bool:
 
 
 def is_labelme(root: Path) -> bool:
-    """True when the first JSON at the shallowest of three levels has a ``shapes`` list.
+    """True when one of the first JSONs at the shallowest of three levels has a ``shapes`` list.
 
     Only three levels are looked at, so telling a 100k-image classification
     folder from a LabelMe one does not walk the whole tree.
     """
     for pattern in ("*.json", "*/*.json", "*/*/*.json"):
         found = sorted(root.glob(pattern))
-        if found:
-            return is_labelme_doc(_load(found[0]))
+        if found:  # a few, not one: a stray meta.json must not hide the labels
+            return any(is_labelme_doc(_load(p)) for p in found[:3])
     return False
 
 

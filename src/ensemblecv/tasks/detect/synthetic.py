@@ -1,12 +1,13 @@
 """Tiny detection datasets with known boxes, in any format: for tests, the demo and benchmarks.
 
-Each class has its own shape and colour (filled rectangle, ellipse, triangle,
-repeating), drawn on a noisy background, so a small detector can learn it on
+Each class has its own colour and one of three shapes (filled rectangle,
+ellipse, triangle, in turn), drawn on a noisy background, so a small detector can learn it on
 CPU in minutes and a reader's output can be checked box by box.
 """
 
 from __future__ import annotations
 
+import colorsys
 import os
 from pathlib import Path
 
@@ -24,15 +25,13 @@ from .read import DetectionData
 _WRITERS = {"yolo": write_yolo, "coco": write_coco, "voc": write_voc, "labelme": write_labelme}
 #: Where each layout puts its images, i.e. the prefix of the sample ids it reads back.
 IMAGE_PREFIX = {"yolo": "images/", "coco": "images/", "voc": "JPEGImages/", "labelme": ""}
-_COLORS = [
-    (220, 40, 40),
-    (40, 160, 40),
-    (40, 70, 220),
-    (230, 180, 20),
-    (160, 40, 200),
-    (20, 190, 200),
-]
 SHAPES = ("rectangle", "ellipse", "triangle")
+
+
+def class_color(label: int, n_classes: int) -> tuple[int, int, int]:
+    """Hues spread evenly over the classes, so no two classes share shape and colour."""
+    r, g, b = colorsys.hsv_to_rgb(label / max(n_classes, 1), 0.85, 0.9)
+    return int(r * 255), int(g * 255), int(b * 255)
 
 
 def _draw(draw: ImageDraw.ImageDraw, kind: str, box: tuple[int, int, int, int], color) -> None:
@@ -84,7 +83,7 @@ def make_shapes_dataset(
             bh = int(rng.integers(max(2, height // 6), max(3, height // 2)))
             x1, y1 = int(rng.integers(0, width - bw + 1)), int(rng.integers(0, height - bh + 1))
             box = (x1, y1, x1 + bw, y1 + bh)
-            _draw(draw, SHAPES[label % len(SHAPES)], box, _COLORS[label % len(_COLORS)])
+            _draw(draw, SHAPES[label % len(SHAPES)], box, class_color(label, len(names)))
             box_rows.append((sample_id, label, names[label], *map(float, box), False, False))
         arrays[sample_id] = np.asarray(img)
         image_rows.append((sample_id, sample_id, width, height, sample_id))
@@ -99,4 +98,4 @@ def make_shapes_dataset(
     return DetectionData(images, boxes, names, bad, format, root, str(root))
 
 
-__all__ = ["SHAPES", "make_shapes_dataset"]
+__all__ = ["SHAPES", "class_color", "make_shapes_dataset"]
