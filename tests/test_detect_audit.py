@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 from detect_fakes import ADD_BAD
+from PIL import Image
 from typer.testing import CliRunner
 
 from ensemblecv.cli import app
@@ -74,7 +75,8 @@ def test_audit_numbers_match_the_data(dataset, tmp_path):
     )  # nothing written next to the data
 
 
-def test_cli_audit_routes_detection_data_and_keeps_classification(dataset, tmp_path):
+@pytest.mark.filterwarnings("ignore:.*bad label:UserWarning")
+def test_cli_audit_routes_detection_data(dataset, tmp_path):
     root, _ = dataset
     result = CliRunner().invoke(
         app, ["audit", str(root), "--out", str(tmp_path / "a"), "--workers", "0"]
@@ -84,6 +86,20 @@ def test_cli_audit_routes_detection_data_and_keeps_classification(dataset, tmp_p
     assert (
         json.loads((tmp_path / "a" / "audit.json").read_text(encoding="utf-8"))["task"] == "detect"
     )
+
+
+@pytest.mark.slow  # the classification audit draws its own plots (seconds on a shared CPU)
+def test_cli_audit_keeps_the_classification_audit(tmp_path):
+    classify = tmp_path / "folder"
+    for name in ("cat/1.png", "cat/2.png", "dog/1.png"):
+        (classify / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8), "red" if "cat" in name else "blue").save(classify / name)
+    result = CliRunner().invoke(
+        app, ["audit", str(classify), "--out", str(tmp_path / "c"), "--workers", "0"]
+    )
+    assert result.exit_code == 0, result.output
+    audit = json.loads((tmp_path / "c" / "audit.json").read_text(encoding="utf-8"))
+    assert "task" not in audit and audit["class_counts"] == {"cat": 2, "dog": 1}
 
 
 def test_sample_grid_shows_every_class(tmp_path):
