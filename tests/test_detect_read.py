@@ -273,3 +273,23 @@ def test_sample_table_for_the_shared_machinery(tmp_path):
     assert (table.frame.loc[background, "label"] == -1).all()
     assert (table.frame.loc[~background, "label"] >= 0).all()
     assert scan_table(table, workers=0).ok.all()  # the scan reads it like a classification table
+
+
+def test_coco_split_folders_read_as_one_dataset(tmp_path):
+    """Roboflow's COCO export: train/ and valid/ each hold their images and _annotations.coco.json."""
+    for split, image_id in (("train", 1), ("valid", 2)):
+        (tmp_path / split).mkdir()
+        Image.new("RGB", (20, 20)).save(tmp_path / split / "a.jpg")
+        doc = {"images": [{"id": image_id, "file_name": "a.jpg", "width": 20, "height": 20}],
+               "annotations": [{"id": 1, "image_id": image_id, "category_id": 0, "bbox": [1, 1, 5, 5]}],
+               "categories": [{"id": 0, "name": "notes"}, {"id": 1, "name": "won"}]}  # fmt: skip
+        (tmp_path / split / "_annotations.coco.json").write_text(json.dumps(doc))
+    data = read_detection(tmp_path)
+    assert data.format == "coco" and data.classes == ["notes", "won"]
+    assert data.images["sample_id"].tolist() == ["train/a.jpg", "valid/a.jpg"]
+    assert data.boxes["sample_id"].tolist() == ["train/a.jpg", "valid/a.jpg"]
+    (tmp_path / "valid" / "_annotations.coco.json").write_text(
+        json.dumps({**doc, "categories": [{"id": 0, "name": "other"}]})
+    )
+    with pytest.raises(DataError, match="have different categories"):
+        read_detection(tmp_path)
