@@ -12,7 +12,7 @@ from detect_fakes import ADD_BAD, EXIF_RED, exif_image
 from PIL import Image
 
 from ensemblecv.data.imageio import load_image
-from ensemblecv.errors import DataError
+from ensemblecv.errors import DataError, ImageLoadError
 from ensemblecv.tasks.detect import (
     detect_format,
     make_shapes_dataset,
@@ -236,6 +236,14 @@ def test_header_read_matches_decoded_size(tmp_path):
     path = exif_image(tmp_path / "r.jpg", orientation=8)
     width, height, orientation = read_header(path)
     assert orientation == 8 and (height, width, 3) == load_image(path, 3).shape
+    # Only the header is read: a PNG cut in half still has its size (the scan catches it later).
+    whole = tmp_path / "whole.png"
+    Image.effect_noise((64, 48), 40).save(whole)
+    (tmp_path / "half.png").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert read_header(tmp_path / "half.png") == (64, 48, 1)
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(ImageLoadError, match="not_an_image"):
+        read_header(tmp_path / "x.json")
 
 
 def test_unlabelled_folder_as_images_and_windows_file_names_in_coco(tmp_path):
