@@ -63,14 +63,19 @@ def coco_files(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def _image_base(path: Path, names: list[str]) -> Path:
+def _image_base(path: Path, names: list[str]) -> tuple[Path, str]:
+    """The folder ``file_name`` is relative to: where most of the first names exist."""
     here = path.parent
     split = path.stem.removeprefix("instances_").removeprefix("_annotations.")
     bases = [here, here / "images", here.parent, here.parent / "images", here.parent / split,
              here.parent / "images" / split]  # fmt: skip
     probe = names[:_PROBE]
     scores = [sum((base / n).is_file() for n in probe) for base in bases]
-    return bases[max(range(len(bases)), key=lambda i: (scores[i], -i))]
+    best = bases[max(range(len(bases)), key=lambda i: (scores[i], -i))]
+    if not any(scores):
+        tried = ", ".join(dict.fromkeys(str(b) for b in bases))
+        return best, f"any of the folders tried ({tried})"
+    return best, str(best)
 
 
 def _categories(doc: dict, path: Path) -> dict[int, str]:
@@ -133,20 +138,21 @@ def read_coco(source: Path) -> RawLabels:
             for im in doc["images"]
             if isinstance(im, dict)
         ]
-        base = _image_base(path, names)
-        loaded.append((path, doc, base))
+        base, where = _image_base(path, names)
+        loaded.append((path, doc, base, where))
     if root is None:
         root = loaded[0][2]
     categories = categories or {}
     label_of = {cid: i for i, cid in enumerate(categories)}
     bad = BadLabels(root)
     images, boxes, seen = [], [], set()
-    for path, doc, base in loaded:
-        _read_doc(path, doc, base, root, label_of, bad, images, boxes, seen)
+    for path, doc, base, where in loaded:
+        _read_doc(path, doc, base, where, root, label_of, bad, images, boxes, seen)
     return RawLabels(root, "coco", list(categories.values()), images, boxes, bad)
 
 
-def _read_doc(path, doc, base, root, label_of, bad, images, boxes, seen) -> None:
+def _read_doc(path, doc, base, where, root, label_of, bad, images, boxes, seen) -> None:
+    """Append one COCO document's images and boxes (``seen``: sample ids so far, for duplicates)."""
     sample_of: dict = {}
     for entry in doc["images"]:
         try:
@@ -160,7 +166,7 @@ def _read_doc(path, doc, base, root, label_of, bad, images, boxes, seen) -> None
                 path,
                 None,
                 "label_without_image",
-                f"image id {image_id}: {name} not found in {base}",
+                f"image id {image_id}: {name} not found in {where}",
             )
             sample_of[image_id] = None
             continue

@@ -193,7 +193,8 @@ def read_detection(
     images, boxes = finish(raw)
     bad = raw.bad.frame()
     if not len(images):
-        raise DataError(f"No readable image found in {path} (read as {found}).")
+        why = ("\n" + bad_summary(bad)) if len(bad) else ""
+        raise DataError(f"No readable image found in {path} (read as {found}).{why}")
     if len(bad):
         message = f"{path} ({found}): " + bad_summary(bad)
         if strict:

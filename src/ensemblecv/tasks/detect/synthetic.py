@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from ._common import BOX_COLUMNS, IMAGE_COLUMNS
+from ._common import BOX_COLUMNS, IMAGE_COLUMNS, BadLabels
 from .labels_coco import write_coco
 from .labels_labelme import write_labelme
 from .labels_voc import write_voc
@@ -94,8 +94,7 @@ def make_shapes_dataset(
         images, boxes, names, root, lambda src, dest: Image.fromarray(arrays[src]).save(dest)
     )
     images["path"] = [str((root / sid).absolute()) for sid in images["sample_id"]]
-    bad = pd.DataFrame(columns=["file", "line", "reason", "detail"])
-    return DetectionData(images, boxes, names, bad, format, root, str(root))
+    return DetectionData(images, boxes, names, BadLabels(root).frame(), format, root, str(root))
 
 
 __all__ = ["SHAPES", "class_color", "make_shapes_dataset"]
