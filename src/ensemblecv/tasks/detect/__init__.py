@@ -1,41 +1,32 @@
-"""Object detection data: labels in YOLO, COCO, VOC and LabelMe formats, conversion, folds, audit.
+"""Object detection (``task: detect``): label readers, conversion, folds, audit, synthetic data.
 
-``read_detection`` turns any of the formats into one image table and one box
-table; everything else here (and the detection models) reads those tables.
-The audit is imported on first use: it pulls in matplotlib, which readers and
-training do not need.
+Public names load on first use (PEP 562), so reading labels or converting
+formats imports neither torch nor matplotlib; the audit imports matplotlib
+when it is first used.
 """
 
-from .convert import convert_detection
-from .folds import content_groups, detection_folds
-from .read import (
-    BAD_REASONS,
-    FORMATS,
-    DetectionData,
-    detect_format,
-    read_detection,
-    write_bad_labels,
-)
-from .synthetic import make_shapes_dataset
+from __future__ import annotations
 
-__all__ = [
-    "BAD_REASONS",
-    "FORMATS",
-    "DetectionData",
-    "audit_detection",
-    "content_groups",
-    "convert_detection",
-    "detect_format",
-    "detection_folds",
-    "make_shapes_dataset",
-    "read_detection",
-    "write_bad_labels",
-]
+import importlib
+
+_EXPORTS = {
+    "BAD_REASONS": "read",
+    "FORMATS": "read",
+    "DetectionData": "read",
+    "detect_format": "read",
+    "read_detection": "read",
+    "write_bad_labels": "read",
+    "convert_detection": "convert",
+    "content_groups": "folds",
+    "detection_folds": "folds",
+    "audit_detection": "audit",
+    "make_shapes_dataset": "synthetic",
+}
+
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
-    if name == "audit_detection":
-        from .audit import audit_detection
-
-        return audit_detection
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
