@@ -301,3 +301,16 @@ def test_coco_split_folders_read_as_one_dataset(tmp_path):
     )
     with pytest.raises(DataError, match="have different categories"):
         read_detection(tmp_path)
+
+
+def test_config_data_format_names_the_readers():
+    from ensemblecv.config import load_config
+    from ensemblecv.errors import ConfigError
+    from ensemblecv.tasks.detect.read import _READERS
+
+    config = load_config(None, ["data.format=voc"], base={"data": {"train": "x"}})
+    assert config.data.format == "voc"
+    with pytest.raises(ConfigError, match="format"):
+        load_config(None, ["data.format=kitti"], base={"data": {"train": "x"}})
+    field = type(config.data).model_fields["format"]
+    assert set(field.annotation.__args__[0].__args__) == set(_READERS)
