@@ -37,6 +37,10 @@ class NormalizeValues(_Strict):
 class DataConfig(_Strict):
     train: str = Field(description="folder, CSV index or built-in name (fashion-mnist, digits)")
     test: str | None = None
+    # Detection labels (task: detect); the names of ensemblecv.tasks.detect.read's readers.
+    format: Literal["yolo", "coco", "voc", "labelme", "images"] | None = Field(
+        None, description="detection label format of train/test; null = detected from the files"
+    )
     image_size: int = Field(28, ge=8, le=4096)
     channels: Literal[1, 3] = 3
     folds: int = Field(5, ge=2, le=100)

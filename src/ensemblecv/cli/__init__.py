@@ -16,6 +16,7 @@ from ..errors import EnsembleCVError
 from . import _console
 from .augment_preview import register as _register_augment_preview
 from .clean_commands import register as _register_clean
+from .convert_command import register as _register_convert
 from .data_commands import register as _register_data
 from .dedup_commands import register as _register_dedup
 from .demo import register as _register_demo
@@ -42,6 +43,7 @@ _register_report(app)
 _register_clean(app)
 _register_dedup(app)
 _register_demo(app)
+_register_convert(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -82,7 +82,24 @@ def audit(
         help="An `ensemblecv dedup` output: warn about classes cleaning would leave too small.",
     ),
 ) -> None:
-    """Analyse a dataset: class balance, sizes, modes, brightness, mean/std, duplicates, bad files."""
+    """Analyse a dataset: class balance, sizes, modes, brightness, mean/std, duplicates, bad files.
+
+    A detection dataset (YOLO, COCO, VOC, LabelMe) gets the detection audit:
+    boxes per class and image, box sizes, bad labels, a grid with boxes drawn.
+    """
+    from ..tasks.detect.read import detect_format
+
+    if detect_format(data) is not None:
+        from ..tasks.detect import read_detection
+        from ..tasks.detect.audit import audit_detection, summarize_detection
+
+        labels = read_detection(data)
+        with progress_bar("scan", len(labels.images)) as advance:
+            result = audit_detection(
+                labels, out, min_per_class=min_per_class, workers=workers, progress=advance
+            )
+        summarize_detection(result.audit, console)
+        return
     from ..audit import run_audit, summarize
 
     result = run_audit(

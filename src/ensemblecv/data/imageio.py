@@ -204,3 +204,56 @@ def load_image(
 def has_image_extension(path: str | Path) -> bool:
     suffix = Path(path).suffix.lower()
     return suffix == "" or suffix in IMAGE_EXTENSIONS
+
+
+#: EXIF orientations that swap width and height (transpose, 90° and 270° turns).
+_SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag without decoding pixels.
+
+    PIL's ``getexif()`` on a PNG decodes the whole image to look for an eXIf
+    chunk after the pixel data; the header's copy (``info["exif"]``) is what
+    cameras and editors write, and it is all we read for PNG.
+    """
+    if img.format == "PNG":
+        raw = img.info.get("exif")
+        if not raw:
+            return 1
+        exif = Image.Exif()
+        exif.load(raw)
+        return int(exif.get(0x0112, 1) or 1)
+    return int(img.getexif().get(0x0112, 1) or 1)
+
+
+def read_header(path: str | os.PathLike) -> tuple[int, int, int]:
+    """``(width, height, orientation)`` from the file header alone, without decoding pixels.
+
+    ``width``/``height`` are those of the image as :func:`open_image` returns
+    it (EXIF orientation applied); ``orientation`` is the raw EXIF tag (1 when
+    absent). Label readers need the size of every image, and a header read is
+    a hundred times cheaper than a decode; truncated pixel data is caught later
+    by the scan, not here.
+    """
+    path = str(path)
+    try:
+        if os.stat(path).st_size == 0:
+            raise ImageLoadError(path, "empty")
+        with Image.open(path) as img:
+            width, height = img.size
+            try:
+                orientation = _orientation(img)
+            except (ValueError, TypeError, OSError, SyntaxError):
+                orientation = 1  # a broken EXIF block: PIL's exif_transpose ignores it too
+    except FileNotFoundError:
+        raise ImageLoadError(path, "missing") from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(path, "not_an_image") from None
+    except (IsADirectoryError, PermissionError) as exc:
+        raise ImageLoadError(path, "unreadable", str(exc)) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageLoadError(path, "truncated", str(exc)) from None
+    if orientation in _SWAPPING_ORIENTATIONS:
+        width, height = height, width
+    return width, height, orientation

@@ -1,0 +1,1 @@
+"""Per-task parts of the pipeline (annotation reading, folds, models, scores), one folder each."""
