@@ -18,7 +18,10 @@ import numpy as np
 
 from .._registry import Registry
 from ..errors import DataError, ImageLoadError
-from .imageio import BUILTIN_SCHEME, register_virtual_resolver
+
+#: Samples of a built-in dataset have paths under this scheme; the image loader
+#: (``data.imageio``) resolves them here, from arrays held in memory.
+BUILTIN_SCHEME = "builtin://"
 
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
 FASHION_MNIST_CLASSES = [
@@ -168,7 +171,8 @@ def virtual_path(name: str, split: str, index: int) -> str:
     return f"{BUILTIN_SCHEME}{name}/{split}/{index:05d}"
 
 
-def _resolve(path: str) -> np.ndarray:
+def resolve_builtin(path: str) -> np.ndarray:
+    """The (H, W) uint8 pixels behind a virtual path such as ``builtin://digits/train/00042``."""
     parts = path[len(BUILTIN_SCHEME) :].split("/")
     if (
         len(parts) != 3
@@ -182,6 +186,3 @@ def _resolve(path: str) -> np.ndarray:
     if index >= len(images):
         raise ImageLoadError(path, "missing", f"index {index} out of range ({len(images)} images)")
     return images[index]
-
-
-register_virtual_resolver(BUILTIN_SCHEME, _resolve)

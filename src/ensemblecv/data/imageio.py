@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageLoadError
+from .builtin import BUILTIN_SCHEME, resolve_builtin
 
 #: Default pixel limit (width × height) above which a file is treated as a
 #: decompression bomb. 100 MP is far above any photo a classifier is trained on.
@@ -59,32 +60,13 @@ REASONS = {
 
 _TRANSPARENT_MODES = {"LA", "La", "RGBA", "RGBa", "PA"}
 
-# Builtin datasets register a resolver for their virtual ``builtin://`` paths
-# here, so this module need not import them (and they stay lazily loaded).
-BUILTIN_SCHEME = "builtin://"
-_virtual_resolvers: dict[str, object] = {}
-
-
-def register_virtual_resolver(prefix: str, resolver) -> None:
-    """``resolver(path) -> np.ndarray (H, W) or (H, W, 3) uint8`` for paths under ``prefix``."""
-    _virtual_resolvers[prefix] = resolver
-
 
 def is_virtual(path: str) -> bool:
     return str(path).startswith(BUILTIN_SCHEME)
 
 
 def _resolve_virtual(path: str) -> Image.Image:
-    for prefix, resolver in _virtual_resolvers.items():
-        if path.startswith(prefix):
-            return Image.fromarray(resolver(path))
-    # Importing the builtin module registers its resolvers; do it on first use.
-    from . import builtin  # noqa: F401
-
-    for prefix, resolver in _virtual_resolvers.items():
-        if path.startswith(prefix):
-            return Image.fromarray(resolver(path))
-    raise ImageLoadError(path, "missing", "unknown built-in dataset path")
+    return Image.fromarray(resolve_builtin(path))
 
 
 def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
