@@ -145,7 +145,7 @@ def resolve_items(workspace: Path, items: Sequence[str]) -> list[ExplainItem]:
 def worst_samples(workspace: Path, run: str, n: int) -> list[str]:
     """Sample ids of the ``n`` most confidently wrong out-of-fold predictions of ``run``."""
     from .ensemble.store import PredictionStore
-    from .report.build import most_confident_errors
+    from .evaluate.metrics import most_confident_errors
 
     store = PredictionStore(workspace)
     return [str(s) for s in store.sample_ids[most_confident_errors(store.oof(run), store.y, n)]]

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ._io import atomic_write
 from .data.folds import load_folds, make_folds, save_folds
+from .data.groups import apply_groups
 from .data.samples import SampleTable, load_classes, load_samples, save_classes
 from .data.scan import ScanResult, duplicate_groups, exclude_bad, normalization_stats, scan_table
 from .errors import DataError
@@ -121,9 +122,7 @@ def prepare_workspace(
     hashes = scan.stats.loc[scan.ok, "hash"].reset_index(drop=True)
     good = duplicate_groups(good, hashes)
     if groups:
-        from .dedup import apply_groups  # near-duplicate groups from `ensemblecv dedup`
-
-        good = apply_groups(good, groups)
+        good = apply_groups(good, groups)  # near-duplicate groups from `ensemblecv dedup`
     if ws.is_prepared():
         saved_classes = load_classes(ws.classes_path)
         if saved_classes != good.classes:

@@ -19,6 +19,7 @@ import pandas as pd
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
+from ..data.groups import union_find
 from .phash import hamming, load_thumbnails
 
 BANDS = 4
@@ -238,25 +239,6 @@ def resized_ssim(
                 s2 = batch_ssim(_orient(sharp[ia], f_use), soft[jb])
                 out[sl] = np.maximum(out[sl], np.maximum(s1, s2))
     return out
-
-
-def union_find(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """Component root of each of ``n`` nodes joined by edges ``(i, j)``."""
-    parent = np.arange(n)
-
-    def find(x: int) -> int:
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    for a, b in zip(i.tolist(), j.tolist()):
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    return np.array([find(x) for x in range(n)])
 
 
 def cluster_pairs(

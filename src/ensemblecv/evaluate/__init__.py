@@ -10,10 +10,11 @@ from .metrics import (
     classification_report,
     confusion_matrix,
     expected_calibration_error,
+    most_confident_errors,
     most_confused,
 )
 
 __all__ = [
     "Complementarity", "classification_report", "confusion_matrix", "ensemble_oof",
-    "evaluate_workspace", "expected_calibration_error", "most_confused", "write_evaluation",
+    "evaluate_workspace", "expected_calibration_error", "most_confident_errors", "most_confused", "write_evaluation",
 ]  # fmt: skip

@@ -169,10 +169,19 @@ def most_confused(confusion: np.ndarray, classes: Sequence, n: int = 20) -> pd.D
     )
 
 
+def most_confident_errors(probs: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
+    """Row indices of the ``n`` wrong predictions with the highest predicted probability."""
+    pred = probs.argmax(1)
+    wrong = np.flatnonzero(pred != y)
+    conf = probs[wrong, pred[wrong]]
+    return wrong[np.argsort(-conf, kind="stable")][:n]
+
+
 __all__ = [
     "ECE_BINS",
     "classification_report",
     "confusion_matrix",
     "expected_calibration_error",
+    "most_confident_errors",
     "most_confused",
 ]

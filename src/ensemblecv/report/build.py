@@ -19,6 +19,7 @@ import pandas as pd
 import yaml
 
 from ..ensemble.store import PredictionStore
+from ..evaluate.metrics import most_confident_errors
 from . import figures
 from .html import Figure, ReportContent, render_report
 
@@ -55,14 +56,6 @@ class _Images:
 
     def rel(self, path: Path) -> str:
         return Path(os.path.relpath(path, self.out)).as_posix()
-
-
-def most_confident_errors(probs: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
-    """Row indices of the ``n`` wrong predictions with the highest predicted probability."""
-    pred = probs.argmax(1)
-    wrong = np.flatnonzero(pred != y)
-    conf = probs[wrong, pred[wrong]]
-    return wrong[np.argsort(-conf, kind="stable")][:n]
 
 
 def _slug(text: str, i: int) -> str:
