@@ -160,7 +160,7 @@ def _job_bar(enabled: bool, total: int, label: str = "jobs"):
     if not enabled:
         yield lambda n: None
         return
-    from ..cli._console import progress_bar
+    from .._progress import progress_bar
 
     with progress_bar(label, total, unit=label) as advance:
         yield advance
