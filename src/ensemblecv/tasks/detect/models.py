@@ -189,9 +189,10 @@ def _torchvision(name: str, n: int, cfg: ModelConfig) -> nn.Module:
         if back is True and whole is not True
         else None
     )
+    # Checked before building: offline, a hub request fails at once, not after a slow build.
+    weights = _hub_weights(name, "model.pretrained") if whole is True else None
     model = get_model(name, weights=None, weights_backbone=weights_backbone, num_classes=n)
-    if whole is True:
-        weights = _hub_weights(name, "model.pretrained")
+    if weights is not None:
         _load_fitting(model, weights.get_state_dict(progress=False))
     if isinstance(back, Path):
         from ...models.factory import load_weights
@@ -206,7 +207,10 @@ def _timm_features(cfg: ModelConfig, image_size: int) -> TimmFeatures:
     from ...models.factory import _cache_only_when_offline, _check_name
 
     source = _weights_source(cfg.backbone_pretrained, "model.backbone_pretrained")
-    _check_name(cfg.backbone, hub=source is True)
+    try:
+        _check_name(cfg.backbone, hub=source is True)
+    except ConfigError as exc:
+        raise ConfigError(f"model.backbone: {exc}") from None
     kwargs: dict[str, Any] = dict(features_only=True, pretrained=source is True)
     if cfg.drop_path_rate > 0:
         kwargs["drop_path_rate"] = cfg.drop_path_rate

@@ -64,8 +64,16 @@ class DetectorModule(pl.LightningModule):
         return list(x)
 
     def forward(self, x: torch.Tensor) -> list[dict]:
-        """Detections (boxes in the pixels of ``x``, labels = class + 1, scores) per image."""
-        return self.model(self.images(x))
+        """Detections (boxes in the pixels of ``x``, labels = class + 1, scores) per image.
+
+        Heads without a background class (RetinaNet, FCOS) still have the unused
+        label 0 of the one-rule mapping; its (near-zero) scores are dropped here.
+        """
+        out = []
+        for det in self.model(self.images(x)):
+            keep = det["labels"] > 0
+            out.append({k: v[keep] for k, v in det.items()})
+        return out
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         # As the classifier: the global RNG is a function of (seed, epoch, batch), so a
