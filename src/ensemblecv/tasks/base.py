@@ -70,3 +70,6 @@ class Task(Protocol):
 
     def oof_score(self, run_dir: Path, n_folds: int, metric: str) -> float:
         """The run's score over all its OOF predictions (the sweep objective)."""
+
+    def augment_preview(self, config: Any, out: Path, n: int, n_aug: int, seed: int, note=None):
+        """``augment-preview``: a PNG of originals next to augmented versions (with targets)."""

@@ -62,6 +62,11 @@ class ClassifyTask:
     def summarize_run(self, workspace, run_name: str) -> None:
         """Nothing to do: ``ensemblecv ensemble`` builds the classification leaderboard."""
 
+    def augment_preview(self, config, out: Path, n: int, n_aug: int, seed: int, note=None):
+        from ..augment.preview import preview_for_config
+
+        return preview_for_config(config, out, n, n_aug, seed, note)
+
     def oof_score(self, run_dir: Path, n_folds: int, metric: str) -> float:
         from ..training.classify_outputs import oof_score
 

@@ -290,6 +290,11 @@ class DetectTask:
 
         summarize_detection_run(workspace, run_name)
 
+    def augment_preview(self, config, out: Path, n: int, n_aug: int, seed: int, note=None):
+        from .preview import box_preview
+
+        return box_preview(config, out, n, n_aug, seed, note)
+
     def oof_score(self, run_dir: Path, n_folds: int, metric: str) -> float:
         from .leaderboard import pooled_oof_metrics
 
