@@ -141,7 +141,9 @@ class DetectorModule(pl.LightningModule):
 
     def configure_optimizers(self):
         optimizer = build_optimizer(self.model, self.cfg.train)
-        scheduler = build_scheduler(optimizer, self.cfg.train, self.hparams.steps_per_epoch)
+        scheduler = build_scheduler(
+            optimizer, self.cfg.train, self.hparams.steps_per_epoch, monitor="val_map", mode="max"
+        )
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
