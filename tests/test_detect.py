@@ -207,6 +207,10 @@ def test_seam_refuses_mixing_tasks_and_foreign_monitors(yolo_data, tmp_path):
         _config(yolo_data, tmp_path, "train.early_stopping.monitor=val_acc")
     cfg = _config(yolo_data, tmp_path / "ws", "train.early_stopping.patience=2")
     assert cfg.train.early_stopping.monitor == "val_map"
+    from ensemblecv.launch.sweep import run_sweep
+
+    with pytest.raises(ConfigError, match="'accuracy' is not a score of task 'detect'.*map"):
+        run_sweep(cfg, {}, 1, metric="accuracy")
     get_task("detect").prepare_inputs(cfg, progress=False)
     info = json.loads((tmp_path / "ws/workspace.json").read_text())
     assert info["task"] == "detect" and info["samples"] == 16

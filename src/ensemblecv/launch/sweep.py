@@ -360,6 +360,14 @@ def run_sweep(
     from .jobs import prepare_tracking
 
     direction(metric)
+    from ..tasks import task_info
+
+    allowed = dict(task_info(config.task).sweep_metrics)
+    if metric not in allowed:
+        raise ConfigError(
+            f"--metric {metric!r} is not a score of task {config.task!r}; "
+            f"choose one of {', '.join(allowed)}."
+        )
     if n_trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {n_trials}.")
     study_name = study_name or config.run_name
