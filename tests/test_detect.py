@@ -175,6 +175,11 @@ def test_freeze_and_batchnorm_policy_apply_to_the_backbone():
     assert not any("head" in n for n in frozen if "bn" not in n and "norm" not in n)
     conv = [n for n in frozen if n.endswith(".stages.1.0.0.weight")]
     assert not conv  # stage 1 conv trains; only its BatchNorm is frozen by the policy
+    # A timm trunk (features_only) counts stem, then stages, as a classifier does.
+    timm_cfg = ModelConfig(name="fcos", backbone="resnet18", freeze=2)
+    model = create_detector(timm_cfg, 3, 64, [0.5] * 3, [0.2] * 3, DetectConfig())
+    frozen = {n.split(".")[3] for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {"conv1", "bn1", "layer1"}
 
 
 def test_boxes_follow_flips_and_leave_with_low_visibility():

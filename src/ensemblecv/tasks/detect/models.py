@@ -241,11 +241,42 @@ def _freeze(model: nn.Module, cfg: ModelConfig) -> None:
     from ...models.freeze import apply_batchnorm_policy, freeze
 
     if cfg.freeze:
-        if isinstance(cfg.freeze, int):
-            freeze(_backbone_body(model), cfg.freeze)
+        if isinstance(cfg.freeze, int) and not isinstance(cfg.freeze, bool):
+            body = _backbone_body(model)
+            if hasattr(body, "group_matcher"):
+                freeze(body, cfg.freeze)
+            elif hasattr(getattr(body, "model", None), "group_matcher"):  # timm FeatureGetterNet
+                freeze(body.model, cfg.freeze)
+            elif hasattr(body, "feature_info"):  # timm FeatureListNet: cut at the feature stages
+                _freeze_feature_stages(body, cfg.freeze)
+            else:
+                freeze(body, cfg.freeze)  # fails with the advice to use name patterns
         else:
             freeze(model, cfg.freeze)
     apply_batchnorm_policy(model, cfg.batchnorm)
+
+
+def _freeze_feature_stages(body: nn.Module, count: int) -> None:
+    """Freeze the first ``count`` stages of a timm ``features_only`` trunk.
+
+    Stage k runs up to the module that emits feature map k (its ``feature_info``),
+    so stage 0 is the stem and the next ones the network's stages, as a
+    classifier's ``freeze: N`` counts them.
+    """
+    ends = [name.replace(".", "_") for name in body.feature_info.module_name()]
+    if count > len(ends):
+        raise ConfigError(
+            f"model.freeze={count}, but backbone {type(body).__name__} has only {len(ends)} stages "
+            f"({', '.join(ends)})."
+        )
+    stage = 0
+    for name, child in body.named_children():
+        if stage >= count:
+            break
+        for param in child.parameters():
+            param.requires_grad_(False)
+        if name == ends[stage] or ends[stage].startswith(name + "_"):
+            stage += 1
 
 
 def _backbone_body(model: nn.Module) -> nn.Module:
