@@ -83,13 +83,25 @@ class ModelConfig(_Strict):
         "train",
         description="train | freeze_stats (running stats fixed) | freeze (stats and affine)",
     )
+    # Detection (task: detect): a head name (ssd, retinanet, fcos, fasterrcnn) takes any timm
+    # backbone; torchvision builder names (fcos_resnet50_fpn, ...) bring their own.
+    backbone: str | None = Field(
+        None, description="timm backbone under a detection head (task: detect)"
+    )
+    backbone_pretrained: bool | str = Field(
+        False, description="backbone weights under a detection head: true (hub) | false | path"
+    )
 
 
 class EarlyStoppingConfig(_Strict):
-    monitor: Literal["val_loss", "val_acc"] = "val_loss"
+    monitor: str = Field(
+        "val_loss",
+        description="a validation metric of the task: val_loss | val_acc (classify), "
+        "val_map | val_map50 (detect); default: the task's own",
+    )
     patience: int = Field(5, ge=1)
     mode: Literal["min", "max"] | None = Field(
-        None, description="default: min for loss, max for acc"
+        None, description="default: min for loss, max for acc and mAP"
     )
     min_delta: float = Field(0.0, ge=0)
 
@@ -156,6 +168,25 @@ class AugmentConfig(_Strict):
     mixup: MixConfig = MixConfig(alpha=0.2)
 
 
+class DetectConfig(_Strict):
+    """Detection options (``task: detect``): what is stored, and box-aware augmentation."""
+
+    score_threshold: float = Field(
+        0.001,
+        ge=0,
+        le=1,
+        description="keep detections scoring at least this (low: mAP needs the tail)",
+    )
+    max_detections: int = Field(100, ge=1, le=10000, description="detections kept per image")
+    nms_iou: float = Field(0.5, gt=0, le=1, description="IoU of the detector's own NMS")
+    min_visibility: float = Field(
+        0.3, ge=0, le=1, description="augmentation drops boxes keeping less of their area"
+    )
+    min_box_size: float = Field(
+        1.0, ge=0, description="augmentation drops boxes narrower/shorter than this (pixels)"
+    )
+
+
 class TrackingConfig(_Strict):
     backend: Literal["mlflow", "wandb", "none"] = "mlflow"
     uri: str | None = Field(None, description="default sqlite:///WORKSPACE/mlflow.db")
@@ -181,12 +212,49 @@ class ExperimentConfig(_Strict):
     name: str | None = Field(
         None, description="run name in the workspace (default: the model name)"
     )
+    task: str = Field("classify", description="classify | detect (see ensemblecv.tasks)")
     data: DataConfig
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     augment: AugmentConfig = AugmentConfig()
     tracking: TrackingConfig = TrackingConfig()
     trainer: TrainerConfig = TrainerConfig()
+    detect: DetectConfig = DetectConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_monitor(cls, raw: Any) -> Any:
+        """Early stopping follows the task's own metric unless another is named."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("train"), dict):
+            return raw
+        es = raw["train"].get("early_stopping")
+        if isinstance(es, dict) and "monitor" not in es and isinstance(raw.get("task"), str):
+            from .tasks import list_tasks, task_info
+
+            if raw["task"] in list_tasks():
+                raw = {**raw, "train": {**raw["train"], "early_stopping": {**es}}}
+                raw["train"]["early_stopping"]["monitor"] = task_info(raw["task"]).monitor
+        return raw
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        from .tasks import task_info
+
+        task_info(v)  # an unknown task fails with the known ones and close matches
+        return v
+
+    @model_validator(mode="after")
+    def _monitor_of_task(self) -> ExperimentConfig:
+        from .tasks import task_info
+
+        es, info = self.train.early_stopping, task_info(self.task)
+        if es is not None and es.monitor not in info.val_metrics:
+            raise ValueError(
+                f"train.early_stopping.monitor {es.monitor!r} is not logged by task "
+                f"{self.task!r}; choose one of {', '.join(info.val_metrics)}"
+            )
+        return self
 
     @field_validator("name")
     @classmethod

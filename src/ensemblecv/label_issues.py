@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ._io import atomic_write_text
+from .data.exclusions import EXCLUSION_COLUMNS, read_exclusions  # noqa: F401  (re-exported)
 from .ensemble.build import load_spec
 from .ensemble.leaderboard import build_method, nested_oof
 from .ensemble.store import PredictionStore
@@ -53,7 +54,6 @@ METHODS = ("self_confidence", "normalized_margin")
 _EPS_THRESHOLD = 1e-6
 _EPS_ARGMAX = 1e-6
 _WEIGHTED = ("ensemble_selection", "soft_voting", "weighted_average")
-EXCLUSION_COLUMNS = ["sample_id", "reason"]
 
 
 # ---------------------------------------------------------------- confident learning
@@ -241,24 +241,6 @@ def write_exclusions(df: pd.DataFrame, path: str | Path, top: int | None = None)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, out.to_csv(index=False, lineterminator="\n"))
     return path
-
-
-def read_exclusions(path: str | Path) -> pd.DataFrame:
-    """The ``sample_id,reason`` table of an exclusion file (``reason`` optional, ids unique)."""
-    path = Path(path)
-    if not path.is_file():
-        raise EnsembleCVError(f"Exclusion list {path} does not exist.")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    if "sample_id" not in df.columns:
-        raise EnsembleCVError(
-            f"{path} needs a 'sample_id' column (found: {', '.join(df.columns)}); "
-            "write it with `ensemblecv label-issues --write-exclusions`."
-        )
-    if "reason" not in df.columns:
-        df["reason"] = ""
-    df = df[EXCLUSION_COLUMNS]
-    df = df[df["sample_id"].str.strip() != ""].drop_duplicates("sample_id").reset_index(drop=True)
-    return df
 
 
 # ---------------------------------------------------------------- gallery

@@ -88,3 +88,15 @@ register_preset(
         {"name": "coarse_dropout", "holes": [1, 4], "hole_size": [0.05, 0.2], "p": 0.5},
     ],
 )
+
+# Detection (task: detect): box-aware ops only — boxes move, clip and drop with the pixels.
+register_preset(
+    "detect",
+    [
+        {"name": "hflip", "p": 0.5},
+        {"name": "shift_scale_rotate", "shift": 0.1, "scale": 0.2, "rotate": 5, "p": 0.5},
+        {"name": "color_jitter", "brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "p": 0.5},
+        {"name": "gaussian_blur", "sigma": [0.3, 1.0], "p": 0.1},
+        {"name": "gauss_noise", "std": [0.02, 0.05], "p": 0.1},
+    ],
+)

@@ -9,7 +9,7 @@ hours of training. Each row is one image: the resized original, then
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +73,71 @@ def preview_grid(
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     return out
+
+
+def pick_samples(table, n: int, seed: int = 0) -> list[int]:
+    """Row indices of ``n`` samples: one per class first (in class order), then at random."""
+    if len(table) == 0:
+        raise DataError(f"{table.source} has no samples to preview.")
+    order = np.random.default_rng(seed).permutation(len(table))
+    labels = table.frame["label"].to_numpy()[order]
+    _, first = np.unique(labels, return_index=True)
+    firsts = [int(order[i]) for i in sorted(first, key=lambda i: labels[i])]
+    chosen = firsts[:n]
+    taken = set(chosen)
+    rest = [int(i) for i in order if int(i) not in taken]
+    return chosen + rest[: n - len(chosen)]
+
+
+def stats_from_images(paths: list[str], channels: int) -> dict:
+    """Mean/std of a handful of images: only for display, where it cancels out."""
+    pixels = np.concatenate([load_image(p, channels).reshape(-1, channels) / 255.0 for p in paths])
+    entry = {"mean": pixels.mean(0).tolist(), "std": np.maximum(pixels.std(0), 1e-3).tolist()}
+    return {"gray" if channels == 1 else "rgb": entry}
+
+
+def preview_normalization(
+    cfg, paths: list[str], channels: int, note: Callable[[str], None] | None = None
+) -> tuple[tuple, tuple]:
+    """The config's mean/std; ``dataset`` without a workspace uses the previewed images'."""
+    from ..workspace import Workspace
+    from .pipeline import resolve_normalization
+
+    stats = None
+    if cfg.data.normalize == "dataset":
+        ws = Workspace(Path(cfg.workspace))
+        if ws.stats_path.is_file():
+            stats = ws.normalization()
+        else:
+            if note is not None:
+                note(
+                    f"no {ws.stats_path}; normalising with the preview images' own mean/std "
+                    "(display only — training uses the workspace's)."
+                )
+            stats = stats_from_images(paths, channels)
+    return resolve_normalization(cfg.data.normalize, channels, stats)
+
+
+def preview_for_config(
+    cfg, out: Path, n: int = 8, n_aug: int = 5, seed: int = 0, note=None
+) -> Path:
+    """Classification preview of ``cfg``: ``n`` images (one per class first), ``n_aug`` each."""
+    from ..data.samples import load_samples
+
+    table = load_samples(cfg.data.train)
+    rows = pick_samples(table, n, seed)
+    frame = table.frame.iloc[rows]
+    paths = frame["path"].astype(str).tolist()
+    mean, std = preview_normalization(cfg, paths, cfg.data.channels, note)
+    return preview_grid(
+        paths,
+        cfg.data,
+        cfg.augment,
+        mean,
+        std,
+        out,
+        n_images=len(paths),
+        n_aug=n_aug,
+        seed=seed,
+        labels=frame["class_name"].astype(str).tolist(),
+    )

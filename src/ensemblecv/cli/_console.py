@@ -1,23 +1,13 @@
-"""One rich console for the CLI, plus progress bars with rate and ETA."""
+"""One rich console for the CLI; progress bars come from :mod:`ensemblecv._progress`."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+
+from .._progress import err_console, progress_bar  # noqa: F401  (re-exported for the commands)
 
 console = Console(stderr=False)
-err_console = Console(stderr=True)
 
 
 def error(message: str) -> None:
@@ -26,34 +16,3 @@ def error(message: str) -> None:
 
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     err_console.print(f"[yellow]warning:[/] {escape(str(message))}")
-
-
-@contextmanager
-def progress_bar(description: str, total: int, unit: str = "images"):
-    """Yield ``advance(n)``; shows count, rate and time remaining."""
-    columns = [
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, console=err_console, transient=False) as progress:
-        task = progress.add_task(description, total=total, rate="")
-
-        def advance(n: int) -> None:
-            progress.advance(task, n)
-            speed = progress.tasks[task].speed
-            if speed:
-                # Slow items (jobs, trials) read better as seconds per item.
-                rate = (
-                    f"{speed:,.0f} {unit}/s"
-                    if speed >= 1
-                    else f"{1 / speed:,.1f} s/{unit.rstrip('s')}"
-                )
-                progress.update(task, rate=rate)
-
-        yield advance

@@ -54,6 +54,7 @@ def print_results(results: list) -> None:
         "val loss",
         "val acc",
         "seconds",
+        "scores",
         title="Results",
     )
 
@@ -70,6 +71,8 @@ def print_results(results: list) -> None:
             fmt(r.val_loss),
             fmt(r.val_acc),
             f"{r.seconds:.1f}",
+            # The task's own validation scores (e.g. detection mAP), where it has any.
+            " ".join(f"{k} {v:.4f}" for k, v in list((r.metrics or {}).items())[:2]) or "-",
         )
     console.print(table)
 

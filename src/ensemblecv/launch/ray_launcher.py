@@ -142,6 +142,7 @@ def launch_ray(
             f"Ray: {len(todo)} jobs in {time.perf_counter() - start:.1f} s, "
             f"{len(failures)} failed, {len(jobs) - len(todo)} already done."
         )
+    summarize_runs(jobs, Path(base_dir))
     if failures:
         listing = "\n".join(f"  {name}: {why}" for name, why in sorted(failures.items()))
         raise LaunchError(
@@ -154,13 +155,31 @@ def launch_ray(
     return results
 
 
+def summarize_runs(jobs: list[Job], base_dir: Path) -> None:
+    """After the jobs: each run's task-level summary (e.g. pooled detection mAP in the
+    leaderboard), as local training does after a run's folds. Runs with folds still
+    missing are left for a later call."""
+    from ..tasks import get_task
+    from ..workspace import Workspace
+
+    seen = set()
+    for job in jobs:
+        ws = Path(job.config.workspace)
+        key = (str(ws), job.config.run_name)
+        if key in seen:
+            continue
+        seen.add(key)
+        root = ws if ws.is_absolute() else base_dir / ws
+        get_task(job.config.task).summarize_run(Workspace(root), job.config.run_name)
+
+
 @contextmanager
 def _job_bar(enabled: bool, total: int, label: str = "jobs"):
     """``advance(1)`` per finished job (or trial) on a rich bar with ETA, or a no-op."""
     if not enabled:
         yield lambda n: None
         return
-    from ..cli._console import progress_bar
+    from .._progress import progress_bar
 
     with progress_bar(label, total, unit=label) as advance:
         yield advance

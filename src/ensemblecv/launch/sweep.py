@@ -133,24 +133,32 @@ def trial_config(base: ExperimentConfig, values: dict[str, Any], run_name: str) 
     return validate_config(raw, f"sweep values {values}")
 
 
-def oof_score(run_dir: Path, n_folds: int, metric: str) -> float:
+def oof_score(run_dir: Path, n_folds: int, metric: str, task: str = "classify") -> float:
     """The run's score over the OOF predictions of all its folds (the sweep objective)."""
-    probs, targets = [], []
-    for k in range(n_folds):
-        import pandas as pd
+    from ..tasks import get_task
 
-        probs.append(np.load(run_dir / f"fold_{k}" / "oof_probs.npy"))
-        targets.append(pd.read_parquet(run_dir / f"fold_{k}" / "oof_samples.parquet")["target"])
-    p, y = np.concatenate(probs), np.concatenate(targets).astype(int)
-    if metric == "accuracy":
-        return float((p.argmax(1) == y).mean())
-    return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean())
+    return get_task(task).oof_score(run_dir, n_folds, metric)
+
+
+def _sweep_metrics() -> dict[str, str]:
+    """Every task's sweepable OOF metrics and their direction."""
+    from ..tasks import list_tasks, task_info
+
+    return {m: d for name in list_tasks() for m, d in task_info(name).sweep_metrics}
 
 
 def direction(metric: str) -> str:
-    if metric not in ("accuracy", "log_loss"):
-        raise ConfigError(f"--metric must be accuracy or log_loss, not {metric!r}.")
-    return "maximize" if metric == "accuracy" else "minimize"
+    metrics = _sweep_metrics()
+    if metric not in metrics:
+        raise ConfigError(f"--metric must be one of {', '.join(metrics)}, not {metric!r}.")
+    return metrics[metric]
+
+
+def _fold_score(record: dict, metric: str) -> float:
+    """One fold's validation score from its done.json (task metrics, or loss/accuracy)."""
+    if metric in record.get("metrics", {}):
+        return float(record["metrics"][metric])
+    return float(record["val_acc" if metric == "accuracy" else "val_loss"])
 
 
 def default_storage(config: ExperimentConfig) -> str:
@@ -250,7 +258,10 @@ class Objective:
             if self.prune and i == 0:
                 from optuna_integration import PyTorchLightningPruningCallback
 
-                callbacks.append(PyTorchLightningPruningCallback(trial, monitor="val_loss"))
+                from ..tasks import task_info
+
+                monitor = task_info(config.task).monitor
+                callbacks.append(PyTorchLightningPruningCallback(trial, monitor=monitor))
             try:
                 train_fold(config, inputs, fold, run_dir, True, False, callbacks=callbacks)
             except optuna.TrialPruned:
@@ -259,16 +270,18 @@ class Objective:
                 raise
         if self.folds is not None and len(self.folds) < n_folds:
             # Scoring on part of the folds: the mean validation score of those folds.
-            key = "val_acc" if self.metric == "accuracy" else "val_loss"
             return float(
                 np.mean(
                     [
-                        json.loads((run_dir / f"fold_{f}" / "done.json").read_text())[key]
+                        _fold_score(
+                            json.loads((run_dir / f"fold_{f}" / "done.json").read_text()),
+                            self.metric,
+                        )
                         for f in todo
                     ]
                 )
             )
-        score = oof_score(run_dir, n_folds, self.metric)
+        score = oof_score(run_dir, n_folds, self.metric, config.task)
         trial.set_user_attr(self.metric, score)
         return score
 
@@ -343,6 +356,14 @@ def run_sweep(
     from .jobs import prepare_tracking
 
     direction(metric)
+    from ..tasks import task_info
+
+    allowed = dict(task_info(config.task).sweep_metrics)
+    if metric not in allowed:
+        raise ConfigError(
+            f"--metric {metric!r} is not a score of task {config.task!r}; "
+            f"choose one of {', '.join(allowed)}."
+        )
     if n_trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {n_trials}.")
     study_name = study_name or config.run_name

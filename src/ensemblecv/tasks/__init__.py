@@ -1,1 +1,72 @@
-"""Per-task parts of the pipeline (annotation reading, folds, models, scores), one folder each."""
+"""Tasks: the seam between the shared pipeline and what each kind of problem needs.
+
+``task: classify | detect`` in the config names an entry here. Everything
+that differs per task — reading annotations, the fold stratification key,
+model factory, LightningModule, collate, augmentation targets, the prediction
+format in the store, the score, report sections — is a hook of the task's
+:class:`~ensemblecv.tasks.base.Task`; the workspace, fold table, runs folder,
+launchers (local, Ray, DDP), sweeps, tracking and resume call those hooks and
+never branch on the task. A new task is a folder under ``tasks/`` plus one
+:func:`register_task` call.
+
+Importing this package is cheap (no torch): config validation uses
+:func:`task_info`; :func:`get_task` imports the implementation on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .._registry import Registry
+from ..errors import ConfigError, EnsembleCVError
+from .base import Task, TaskInfo
+
+_TASKS: Registry[TaskInfo] = Registry("task")
+
+
+def register_task(info: TaskInfo) -> TaskInfo:
+    """Add a task; its ``info.module`` must define ``TASK`` (see :class:`Task`)."""
+    return _TASKS.register(info.name)(info)
+
+
+def list_tasks() -> list[str]:
+    return _TASKS.names()
+
+
+def task_info(name: str) -> TaskInfo:
+    """The light registry entry of ``name``; unknown names fail listing the known ones."""
+    try:
+        return _TASKS.get(name)
+    except EnsembleCVError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def get_task(name: str) -> Task:
+    """The implementation of task ``name`` (its module is imported on first use)."""
+    return importlib.import_module(task_info(name).module).TASK
+
+
+register_task(
+    TaskInfo(
+        name="classify",
+        module="ensemblecv.tasks.classify",
+        description="one class per image; OOF class probabilities; accuracy / log loss",
+        monitor="val_loss",
+        mode="min",
+        val_metrics=("val_loss", "val_acc"),
+        sweep_metrics=(("accuracy", "maximize"), ("log_loss", "minimize")),
+    )
+)
+register_task(
+    TaskInfo(
+        name="detect",
+        module="ensemblecv.tasks.detect.task",
+        description="boxes per image; OOF detections; COCO mAP",
+        monitor="val_map",
+        mode="max",
+        val_metrics=("val_map", "val_map50"),
+        sweep_metrics=(("map", "maximize"), ("map50", "maximize")),
+    )
+)
+
+__all__ = ["Task", "TaskInfo", "get_task", "list_tasks", "register_task", "task_info"]

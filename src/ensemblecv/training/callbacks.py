@@ -39,8 +39,14 @@ class HistoryWriter(pl.Callback):
     writes the file (the metrics it records are already synced over ranks).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, metrics: list[str] | None = None) -> None:
         self.path = Path(path)
+        #: Metric columns (the task's: losses, accuracy, mAP, ...) between epoch and lr.
+        self.columns = (
+            HISTORY_COLUMNS
+            if metrics is None
+            else ["epoch", *metrics, "lr", "time_s", "train_time_s"]
+        )
         self.rows: list[dict] = []
         self._start = 0.0
         self._train_end: float | None = None
@@ -70,20 +76,18 @@ class HistoryWriter(pl.Callback):
         def get(key: str) -> float:
             return float(m[key]) if key in m else float("nan")
 
+        metrics = [c for c in self.columns if c not in ("epoch", "lr", "time_s", "train_time_s")]
         self.rows.append(
             {
                 "epoch": trainer.current_epoch,
-                "train_loss": get("train_loss"),
-                "train_acc": get("train_acc"),
-                "val_loss": get("val_loss"),
-                "val_acc": get("val_acc"),
+                **{key: get(key) for key in metrics},
                 "lr": lr,
                 "time_s": round(time.perf_counter() - self._start, 3),
                 "train_time_s": round((self._train_end or time.perf_counter()) - self._start, 3),
             }
         )
         atomic_write_text(
-            self.path, pd.DataFrame(self.rows, columns=HISTORY_COLUMNS).to_csv(index=False)
+            self.path, pd.DataFrame(self.rows, columns=self.columns).to_csv(index=False)
         )
 
 

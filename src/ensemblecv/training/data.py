@@ -161,11 +161,13 @@ def make_loader(
     pin_memory: bool,
     counts: np.ndarray | None = None,
     replicas: int = 1,
+    collate_fn: Callable | None = None,
 ) -> DataLoader:
     """``counts`` (per position) repeats rows, for bootstrap resamples.
 
     ``replicas``: DDP processes the loader will be sharded over, each getting
     ``ceil(n / replicas)`` items; the last-batch rule below applies to that share.
+    ``collate_fn``: the task's batching (None: torch's default), e.g. lists of box targets.
     """
     share = math.ceil(len(dataset) / replicas)
     sampler = SeededSampler(len(dataset), seed, shuffle=train, counts=counts) if train else None
@@ -177,6 +179,7 @@ def make_loader(
         num_workers=workers,
         persistent_workers=workers > 0,
         pin_memory=pin_memory,
+        collate_fn=collate_fn,
         # Dropping a last tiny batch keeps BatchNorm from seeing a batch of 1.
         drop_last=train and share > batch_size and share % batch_size == 1,
     )

@@ -136,3 +136,21 @@ def gather_shards(part: np.ndarray, total: int) -> np.ndarray | None:
     for rank, piece in enumerate(parts):
         out[rank::world] = piece
     return out
+
+
+def gather_list(part: list, total: int) -> list | None:
+    """:func:`gather_shards` for a list of Python objects (e.g. per-image detections).
+
+    Rank 0 gets the ``total`` items back in row order; other ranks get None.
+    """
+    world = world_size()
+    if world == 1:
+        return part
+    parts: list = [None] * world
+    torch.distributed.all_gather_object(parts, part)
+    if global_rank() != 0:
+        return None
+    out: list = [None] * total
+    for rank, piece in enumerate(parts):
+        out[rank::world] = piece
+    return out

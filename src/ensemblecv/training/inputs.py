@@ -43,13 +43,9 @@ class RunInputs:
 
 
 def _progress(enabled: bool, label: str, total: int):
-    if not enabled:
-        from contextlib import nullcontext
+    from .._progress import maybe_progress
 
-        return nullcontext(None)
-    from ..cli._console import progress_bar
-
-    return progress_bar(label, total)
+    return maybe_progress(enabled, label, total)
 
 
 def limited(table: SampleTable, limit: int | None) -> SampleTable:
@@ -75,13 +71,22 @@ def open_workspace(config: ExperimentConfig, progress: bool = True) -> Workspace
     bytes and the last rename wins. Rank 0 alone also scans the dataset, once
     instead of once per rank.
     """
+    from ..tasks import get_task
+
     ws = Workspace(Path(config.workspace))
     data = config.data
+    task = get_task(config.task)
     if not is_rank_zero():
         wait_for(ws.is_prepared, f"preparing the workspace {ws.root}")
     if ws.is_prepared():
         info = ws.info()
-        source = load_samples(data.train).source
+        made_for = info.get("task", "classify")
+        if made_for != config.task:
+            raise DataError(
+                f"Workspace {ws.root} holds a {made_for!r} dataset, but the config says "
+                f"task: {config.task}; use a new workspace for another task."
+            )
+        source = task.source_id(data.train)
         if info.get("source") not in (None, source):
             raise DataError(
                 f"Workspace {ws.root} was made from {info['source']!r}, but data.train is {source!r}. "
@@ -93,11 +98,17 @@ def open_workspace(config: ExperimentConfig, progress: bool = True) -> Workspace
                 f"set data.folds={info['folds']} or use a new workspace."
             )
         return ws
+    return task.create_workspace(config, ws.root, progress)
+
+
+def create_classify_workspace(config: ExperimentConfig, root: Path, progress: bool) -> Workspace:
+    """Classification: sample table from a folder/CSV/built-in, scanned, class-stratified folds."""
+    data = config.data
     table = limited(load_samples(data.train), data.limit)
     with _progress(progress, "scan", len(table)) as advance:
         scan = scan_table(table, progress=advance)
     return prepare_workspace(
-        ws.root,
+        root,
         table,
         folds=data.folds,
         seed=data.fold_seed,
@@ -135,7 +146,7 @@ def exclusion_mask(path: Path, sample_ids: np.ndarray) -> np.ndarray:
     """True for samples to train on; ids in ``path`` (CSV, column sample_id) are left out."""
     import warnings
 
-    from ..label_issues import read_exclusions
+    from ..data.exclusions import read_exclusions
 
     wanted = set(read_exclusions(path)["sample_id"])
     unknown = sorted(wanted - set(sample_ids))
@@ -149,7 +160,14 @@ def exclusion_mask(path: Path, sample_ids: np.ndarray) -> np.ndarray:
     return ~np.isin(sample_ids, list(wanted))
 
 
-def prepare_inputs(config: ExperimentConfig, progress: bool = True) -> RunInputs:
+def prepare_inputs(config: ExperimentConfig, progress: bool = True):
+    """What a training call of ``config``'s task needs: that task's ``RunInputs``."""
+    from ..tasks import get_task
+
+    return get_task(config.task).prepare_inputs(config, progress)
+
+
+def prepare_classify_inputs(config: ExperimentConfig, progress: bool = True) -> RunInputs:
     from ..augment import build_resize, build_transforms, resolve_normalization
 
     ws = open_workspace(config, progress)

@@ -49,18 +49,25 @@ def _cosine_with_warmup(total: int, warmup: int, min_ratio: float):
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    steps_per_epoch: int,
+    monitor: str = "val_loss",
+    mode: str = "min",
 ) -> dict | None:
-    """A Lightning ``lr_scheduler`` dict, or None for a constant rate."""
+    """A Lightning ``lr_scheduler`` dict, or None for a constant rate.
+
+    ``monitor``/``mode``: the validation metric ``plateau`` follows (the task's, e.g. val_map).
+    """
     sched = torch.optim.lr_scheduler
     total = max(1, cfg.epochs * steps_per_epoch)
     if cfg.scheduler == "none":
         return None
     if cfg.scheduler == "plateau":
         s = sched.ReduceLROnPlateau(
-            optimizer, factor=cfg.gamma, patience=cfg.plateau_patience, min_lr=cfg.min_lr
+            optimizer, mode=mode, factor=cfg.gamma, patience=cfg.plateau_patience, min_lr=cfg.min_lr
         )
-        return {"scheduler": s, "interval": "epoch", "monitor": "val_loss"}
+        return {"scheduler": s, "interval": "epoch", "monitor": monitor}
     if cfg.scheduler == "step":
         s = sched.StepLR(optimizer, step_size=cfg.step_size * steps_per_epoch, gamma=cfg.gamma)
     elif cfg.scheduler == "multistep":

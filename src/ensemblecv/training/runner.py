@@ -1,10 +1,15 @@
 """Train one config on every fold of the workspace: the ``train`` verb's engine.
 
 Per fold it writes ``runs/<name>/fold_<k>/``: ``best.ckpt``, ``last.ckpt``,
-``history.csv``, ``oof_probs.npy`` + ``oof_samples.parquet`` (exactly that
-fold's validation samples), ``test_probs.npy`` + ``test_samples.parquet`` when
-the config has a test set, and ``done.json`` last — a fold without it is
-unfinished and can be resumed.
+``history.csv``, the task's OOF predictions of exactly that fold's validation
+samples (classification: ``oof_probs.npy`` + ``oof_samples.parquet``;
+detection: ``oof_detections.parquet``), the test predictions when the config
+has a test set, and ``done.json`` last — a fold without it is unfinished and
+can be resumed.
+
+The loop is task-blind: what differs per task (inputs, LightningModule,
+dataset, collate, monitored metric, prediction files) comes from
+``ensemblecv.tasks.get_task(config.task)``.
 
 Under Lightning DDP (``trainer.strategy=ddp`` launched by ``torchrun`` or
 ``srun``) every process runs this same code; global rank 0 alone writes files
@@ -18,7 +23,7 @@ import json
 import logging
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -29,11 +34,12 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from ..config import ExperimentConfig, to_yaml
 from ..errors import ConfigError, DataError
+from ..tasks import get_task
 from .callbacks import AtomicCheckpointIO, HistoryWriter, NumericsGuard, atomic_write_text
-from .data import RowsDataset, make_loader, mix_seed, steps_per_epoch
-from .distributed import barrier, broadcast_from_zero, gather_shards, is_rank_zero, shard
+from .classify_outputs import predict_probs
+from .data import make_loader, mix_seed, steps_per_epoch
+from .distributed import barrier, broadcast_from_zero, is_rank_zero
 from .inputs import RunInputs, prepare_inputs
-from .module import ClassifierModule
 from .tracking import build_logger, log_artifacts
 
 
@@ -48,6 +54,8 @@ class FoldResult:
     val_acc: float | None
     seconds: float
     message: str = ""
+    #: The task's validation scores of the stored OOF predictions (e.g. map, map50).
+    metrics: dict = field(default_factory=dict)
 
 
 def _check_run_dir(run_dir: Path, config: ExperimentConfig) -> None:
@@ -94,6 +102,8 @@ def train(
         run_dir = inputs.workspace.run_dir(member.run_name)
         _check_run_dir(run_dir, member)
         results += [train_fold(member, inputs, fold, run_dir, resume, progress) for fold in todo]
+        if is_rank_zero():
+            get_task(config.task).summarize_run(inputs.workspace, member.run_name)
     return results
 
 
@@ -140,14 +150,15 @@ def _fold_rows(inputs: RunInputs, fold: int | str) -> tuple[np.ndarray, np.ndarr
 
 
 def _callbacks(config: ExperimentConfig, fold_dir: Path, has_val: bool, progress: bool) -> list:
-    cbs: list = [HistoryWriter(fold_dir / "history.csv"), NumericsGuard()]
+    task = get_task(config.task)
+    cbs: list = [HistoryWriter(fold_dir / "history.csv", task.history_columns()), NumericsGuard()]
     if has_val:
         cbs.append(
             ModelCheckpoint(
                 dirpath=fold_dir,
                 filename="best",
-                monitor="val_loss",
-                mode="min",
+                monitor=task.info.monitor,
+                mode=task.info.mode,
                 save_last=True,
                 enable_version_counter=False,
             )
@@ -160,7 +171,7 @@ def _callbacks(config: ExperimentConfig, fold_dir: Path, has_val: bool, progress
         )
     es = config.train.early_stopping
     if es is not None and has_val:
-        mode = es.mode or ("min" if es.monitor == "val_loss" else "max")
+        mode = es.mode or ("min" if es.monitor.endswith("loss") else "max")
         cbs.append(
             EarlyStopping(
                 monitor=es.monitor, patience=es.patience, mode=mode, min_delta=es.min_delta
@@ -230,25 +241,28 @@ def train_fold(
     pl.seed_everything(seed, workers=True, verbose=False)
     bs = config.train.batch_size
     spe = steps_per_epoch(len(train_rows), bs, config.train.accumulate_grad_batches)
-    module = ClassifierModule(
-        config.model_dump(mode="json"), inputs.num_classes, spe, list(inputs.mean), list(inputs.std)
-    )
+    task = get_task(config.task)
+    module = task.build_module(config, inputs, spe)
     pin = torch.cuda.is_available()
     counts = None
     if config.train.bootstrap:
         rng = np.random.default_rng(mix_seed(seed, 7))
         draws = rng.integers(0, len(train_rows), len(train_rows))
         counts = np.bincount(draws, minlength=len(train_rows))
-    train_ds = RowsDataset(inputs.source, train_rows, inputs.targets, inputs.train_tf)
-    train_loader = make_loader(train_ds, bs, seed, True, inputs.workers, pin, counts=counts)
+    collate = task.collate
+    train_ds = task.dataset(inputs, train_rows, train=True)
+    train_loader = make_loader(
+        train_ds, bs, seed, True, inputs.workers, pin, counts=counts, collate_fn=collate
+    )
     val_loader = (
         make_loader(
-            RowsDataset(inputs.source, val_rows, inputs.targets, inputs.eval_tf),
+            task.dataset(inputs, val_rows, train=False),
             bs * 2,
             seed,
             False,
             inputs.workers,
             pin,
+            collate_fn=collate,
         )
         if len(val_rows)
         else None
@@ -273,6 +287,7 @@ def train_fold(
             pin,
             counts=counts,
             replicas=trainer.world_size,
+            collate_fn=collate,
         )
     start = time.perf_counter()
     trainer.fit(
@@ -291,142 +306,50 @@ def _finish_fold(
     config,
     inputs: RunInputs,
     trainer: pl.Trainer,
-    module: ClassifierModule,
+    module: pl.LightningModule,
     fold,
     fold_dir: Path,
     val_rows: np.ndarray,
     seconds: float,
 ) -> FoldResult:
-    """Reload the best weights, write OOF/test probabilities, then ``done.json``.
+    """Reload the best weights, write the task's OOF/test predictions, then ``done.json``.
 
     Under DDP every rank predicts its shard of the rows and rank 0 gathers them
-    back into row order (:func:`_predict_rows`) and writes everything; the other
-    ranks wait for it and return the result rank 0 wrote to ``done.json``.
+    back into row order and writes everything; the other ranks wait for it and
+    return the result rank 0 wrote to ``done.json``.
     """
     barrier()  # every rank loads the best.ckpt rank 0 saved last, not an older one
     best = fold_dir / "best.ckpt"
     if best.is_file():
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)
+    task = get_task(config.task)
     device = trainer.strategy.root_device
-    writer = is_rank_zero()
-    bs = config.train.batch_size * 2
-    hflip = "hflip" in config.train.tta
-    best_epoch, val_loss, val_acc = None, None, None
-    if len(val_rows):
-        probs, tta = _predict_rows(
-            module, inputs.source, val_rows, inputs.targets, inputs, bs, device, hflip
-        )
-        if writer:
-            _save_probs(fold_dir / "oof", probs, inputs, val_rows, fold)
-            if tta is not None:
-                _save_probs(fold_dir / "oof_tta", tta, inputs, val_rows, fold)
-            targets = inputs.targets[val_rows]
-            val_acc = float((probs.argmax(1) == targets).mean())
-            val_loss = float(
-                -np.log(np.clip(probs[np.arange(len(targets)), targets], 1e-12, None)).mean()
-            )
-    if inputs.test_source is not None:
-        rows = np.arange(len(inputs.test_table))
-        probs, tta = _predict_rows(
-            module, inputs.test_source, rows, inputs.test_targets, inputs, bs, device, hflip
-        )
-        if writer:
-            _save_test_probs(fold_dir / "test", probs, inputs)
-            if tta is not None:
-                _save_test_probs(fold_dir / "test_tta", tta, inputs)
+    metrics = task.write_predictions(module, inputs, config, fold, fold_dir, val_rows, device)
     result = None
-    if writer:
+    if is_rank_zero():
         history = pd.read_csv(fold_dir / "history.csv")
-        if len(val_rows) and history["val_loss"].notna().any():
-            best_epoch = int(history.loc[history["val_loss"].idxmin(), "epoch"])
+        best_epoch = None
+        monitor = task.info.monitor
+        if len(val_rows) and monitor in history and history[monitor].notna().any():
+            column = history[monitor]
+            at = column.idxmin() if task.info.mode == "min" else column.idxmax()
+            best_epoch = int(history.loc[at, "epoch"])
         result = FoldResult(
             config.run_name,
             str(fold),
             "done",
             int(len(history)),
             best_epoch,
-            val_loss,
-            val_acc,
+            metrics.get("val_loss"),
+            metrics.get("val_acc"),
             round(seconds, 2),
+            metrics={k: v for k, v in metrics.items() if k not in ("val_loss", "val_acc")},
         )
         atomic_write_text(fold_dir / "done.json", json.dumps(asdict(result), indent=1))
     # Also the closing barrier: no rank starts the next fold (or exits) before rank 0
     # has written every file, and all ranks report the same result.
     return broadcast_from_zero(result)
-
-
-def _predict_rows(
-    module: ClassifierModule,
-    source,
-    rows: np.ndarray,
-    targets: np.ndarray,
-    inputs: RunInputs,
-    batch_size: int,
-    device,
-    hflip: bool,
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Probabilities of ``rows`` (and with ``hflip`` their mirrored TTA, else None), in row order.
-
-    Each DDP rank predicts ``rows[rank::world]``; the shards are gathered and
-    re-interleaved on rank 0, so rank 0 gets every row exactly once, in the
-    order of ``rows``, and the other ranks get None. With one process this is
-    a plain :func:`predict_probs` over all rows.
-    """
-    ds = RowsDataset(source, shard(rows), targets, inputs.eval_tf)
-    probs = predict_probs(module, ds, batch_size, device, inputs.workers)
-    probs = gather_shards(probs, len(rows))
-    if not hflip:
-        return probs, None
-    tta = predict_probs(module, ds, batch_size, device, inputs.workers, hflip=True)
-    return probs, gather_shards(tta, len(rows))
-
-
-@torch.no_grad()
-def predict_probs(
-    module: ClassifierModule,
-    dataset: RowsDataset,
-    batch_size: int,
-    device,
-    workers: int,
-    hflip: bool = False,
-) -> np.ndarray:
-    """Softmax probabilities (float32, rows in dataset order); ``hflip`` averages in the mirror."""
-    module.eval().to(device)
-    loader = make_loader(dataset, batch_size, 0, False, workers, device.type == "cuda")
-    out = []
-    for x, _, _ in loader:
-        x = x.to(device)
-        p = torch.softmax(module(x).float(), dim=1)
-        if hflip:
-            p = (p + torch.softmax(module(torch.flip(x, dims=[3])).float(), dim=1)) / 2
-        out.append(p.cpu().numpy())
-    return (
-        np.concatenate(out).astype(np.float32)
-        if out
-        else np.zeros((0, module.num_classes), np.float32)
-    )
-
-
-def _save_probs(prefix: Path, probs: np.ndarray, inputs: RunInputs, rows: np.ndarray, fold) -> None:
-    np.save(prefix.with_name(prefix.name + "_probs.npy"), probs)
-    pd.DataFrame(
-        {
-            "sample_id": inputs.folds["sample_id"].to_numpy()[rows],
-            "target": inputs.targets[rows],
-            "fold": fold,
-        }
-    ).to_parquet(prefix.with_name(prefix.name + "_samples.parquet"), index=False)
-
-
-def _save_test_probs(prefix: Path, probs: np.ndarray, inputs: RunInputs) -> None:
-    np.save(prefix.with_name(prefix.name + "_probs.npy"), probs)
-    pd.DataFrame(
-        {
-            "sample_id": inputs.test_table.frame["sample_id"].to_numpy(),
-            "target": inputs.test_targets,
-        }
-    ).to_parquet(prefix.with_name(prefix.name + "_samples.parquet"), index=False)
 
 
 __all__ = ["FoldResult", "train", "train_fold", "predict_probs", "DataError"]

@@ -1,8 +1,9 @@
-"""Object detection (``task: detect``): label readers, conversion, folds, audit, synthetic data.
+"""Object detection (``task: detect``): label readers, conversion, folds, audit, synthetic data,
+detectors, box augmentation and COCO metrics.
 
 Public names load on first use (PEP 562), so reading labels or converting
-formats imports neither torch nor matplotlib; the audit imports matplotlib
-when it is first used.
+formats imports neither torch nor matplotlib; the training side (``models``,
+``module``, ``task``) imports torch when a detector is built.
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ _EXPORTS = {
     "detection_folds": "folds",
     "audit_detection": "audit",
     "make_shapes_dataset": "synthetic",
+    "coco_scores": "metrics",
+    "STAT_NAMES": "metrics",
+    "create_detector": "models",
+    "list_detectors": "models",
+    "DetectorModule": "module",
+    "build_box_transform": "augment",
+    "pooled_oof_metrics": "leaderboard",
 }
 
 __all__ = sorted(_EXPORTS)

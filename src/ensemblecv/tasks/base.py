@@ -1,0 +1,75 @@
+"""What a task is: the few things that differ between classification, detection, ...
+
+The shared road (workspace, fold table, runs folder, launchers, sweeps,
+tracking, resume) calls these hooks and never asks which task it runs. A task
+is registered with light metadata (:class:`TaskInfo`, importable without torch,
+so config validation stays fast) and an implementation module, imported on
+first use, whose ``TASK`` object follows :class:`Task`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """Registry entry: enough for config validation and the CLI, no heavy imports."""
+
+    name: str
+    #: ``package.module`` whose ``TASK`` attribute implements :class:`Task`.
+    module: str
+    description: str
+    #: The validation metric that checkpoints and early stopping follow by default.
+    monitor: str
+    #: ``min`` or ``max`` for :attr:`monitor`.
+    mode: str
+    #: Validation metrics this task logs (what ``train.early_stopping.monitor`` may name).
+    val_metrics: tuple[str, ...]
+    #: OOF metrics a sweep may optimise, with ``maximize``/``minimize``.
+    sweep_metrics: tuple[tuple[str, str], ...]
+
+
+@runtime_checkable
+class Task(Protocol):
+    """The per-task hooks. ``inputs`` is the task's own ``RunInputs``-like object; the shared
+    code only reads its ``workspace``, ``folds``, ``train_mask`` and ``workers`` attributes."""
+
+    info: TaskInfo
+
+    def source_id(self, path: str) -> str:
+        """How a workspace records ``data.train``, to refuse a different dataset later."""
+
+    def create_workspace(self, config: Any, root: Path, progress: bool) -> Any:
+        """Read the annotations, scan, make the fold table (stratified on the task's key)."""
+
+    def prepare_inputs(self, config: Any, progress: bool) -> Any:
+        """Everything a training call needs before its first fold (decoded images, targets)."""
+
+    def build_module(self, config: Any, inputs: Any, steps_per_epoch: int) -> Any:
+        """The LightningModule for one fold."""
+
+    def dataset(self, inputs: Any, rows: Any, train: bool) -> Any:
+        """Items ``(image, target, row)`` for the fold's training or validation rows."""
+
+    def collate(self, items: list) -> Any:
+        """A batch from dataset items (None: torch's default collate)."""
+
+    def write_predictions(
+        self, module: Any, inputs: Any, config: Any, fold: Any, fold_dir: Path, rows: Any, device
+    ) -> dict[str, float]:
+        """OOF predictions of ``rows`` (and test predictions) into ``fold_dir``; their scores."""
+
+    def history_columns(self) -> list[str]:
+        """Metric columns of ``history.csv`` besides epoch, lr and timings."""
+
+    def summarize_run(self, workspace: Any, run_name: str) -> None:
+        """After all folds of a run: pooled scores (e.g. into the leaderboard)."""
+
+    def oof_score(self, run_dir: Path, n_folds: int, metric: str) -> float:
+        """The run's score over all its OOF predictions (the sweep objective)."""
+
+    def augment_preview(self, config: Any, out: Path, n: int, n_aug: int, seed: int, note=None):
+        """``augment-preview``: a PNG of originals next to augmented versions (with targets)."""
