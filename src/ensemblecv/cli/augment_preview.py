@@ -65,8 +65,9 @@ def augment_preview(
 ) -> None:
     """Draw each chosen image next to augmented versions, as the model would see them."""
     from ..augment import preview_grid
+    from ..models import resolve_inputs
 
-    cfg = load_config(config, overrides or [])
+    cfg = resolve_inputs(load_config(config, overrides or []))
     table = load_samples(cfg.data.train)
     rows = pick_samples(table, n, seed)
     frame = table.frame.iloc[rows]

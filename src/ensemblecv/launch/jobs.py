@@ -54,11 +54,14 @@ def plan_jobs(
     sample and fold tables, so they cannot race to write them.
     """
     from ..data.folds import load_folds
+    from ..models import resolve_inputs
     from ..training.inputs import open_workspace
     from ..training.runner import bag_members, fold_plan
 
     jobs: list[Job] = []
     names: dict[tuple[str, str], int] = {}
+    # Jobs carry resolved configs: every worker trains (and saves) the same image size.
+    configs = [resolve_inputs(c) for c in configs]
     for i, config in enumerate(configs):
         ws = open_workspace(config, progress=progress)
         n_folds = int(load_folds(ws.folds_path)["fold"].max()) + 1
@@ -135,8 +138,11 @@ def run_job(
     from ..training.runner import _check_run_dir, _quiet_lightning, train_fold
 
     _quiet_lightning()
+    from ..models import resolve_inputs
+
     if isinstance(config, dict):
         config = ExperimentConfig.model_validate(config)
+    config = resolve_inputs(config)
     if threads:
         torch.set_num_threads(int(threads))
     with working_dir(base_dir):
