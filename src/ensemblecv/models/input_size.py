@@ -124,27 +124,45 @@ def _meta_model(name: str, in_chans: int, extra: Frozen) -> nn.Module:
     return _build(name, in_chans, dict(extra), device="meta").eval()
 
 
-@lru_cache(maxsize=1)  # one real model at a time: a probe's weights are throwaway memory
-def _cpu_model(name: str, in_chans: int, extra: Frozen) -> nn.Module:
-    return _build(name, in_chans, dict(extra), device="cpu").eval()
+#: Models whose zeroed-tensor probe failed only where an initialised one failed too.
+_ZEROED_AGREES: set[tuple] = set()
+
+
+@lru_cache(maxsize=2)  # one real model (zeroed + initialised): throwaway memory
+def _cpu_model(name: str, in_chans: int, extra: Frozen, initialised: bool) -> nn.Module:
+    """A CPU instance for probing. Not ``initialised``: the meta model's tensors allocated
+    and zeroed (no random init, which costs seconds for 50M parameters); shapes are all a
+    probe needs, and a failure is confirmed on an ``initialised`` one before it is believed.
+    """
+    if initialised:
+        return _build(name, in_chans, dict(extra), device="cpu").eval()
+    model = _build(name, in_chans, dict(extra), device="meta").to_empty(device="cpu")
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            tensor.zero_()
+    return model.eval()
 
 
 def _forward_fails(name: str, size: int, in_chans: int, extra: Frozen, device: str) -> str | None:
-    """None when one ``size`` px image goes through ``name``, else a one-line reason."""
+    """None when one ``size`` px image goes through ``name``, else a one-line reason.
+
+    ``device``: ``meta``, ``cpu`` (zeroed tensors) or ``cpu-initialised``.
+    """
     try:
         fixed = _takes_img_size(name, extra)
         if fixed:
-            model = _build(name, in_chans, {**dict(extra), "img_size": size}, device=device).eval()
+            kwargs = {**dict(extra), "img_size": size}
+            model = _build(name, in_chans, kwargs, device=device.split("-")[0]).eval()
         elif device == "meta":
             model = _meta_model(name, in_chans, extra)
         else:
-            model = _cpu_model(name, in_chans, extra)
-        stride = patch_stride(model) if fixed else None
-        if stride and size % stride:
+            model = _cpu_model(name, in_chans, extra, device == "cpu-initialised")
+        stride = _size_step(name, in_chans, extra) if fixed else None
+        if stride and stride > 1 and size % stride:
             return f"its {stride}-px patches do not tile {size} px"
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model(torch.zeros(1, in_chans, size, size, device=device))
+            model(torch.zeros(1, in_chans, size, size, device=device.split("-")[0]))
     except Exception as exc:  # any failure at this size: the reason goes into the message
         return _short(exc)
     return None
@@ -173,13 +191,19 @@ def size_problem(
 @lru_cache(maxsize=1024)
 def _size_problem(name: str, size: int, in_chans: int, extra: Frozen) -> str | None:
     if not _takes_img_size(name, extra) and size <= _REAL_PROBE_MAX:
-        return _forward_fails(name, size, in_chans, extra, "cpu")
+        reason = _forward_fails(name, size, in_chans, extra, "cpu")
+        if reason is None or (name, in_chans, extra) in _ZEROED_AGREES:
+            return reason
+        confirmed = _forward_fails(name, size, in_chans, extra, "cpu-initialised")
+        if confirmed is not None:  # a failure from the shapes, not from the zeros: trust them
+            _ZEROED_AGREES.add((name, in_chans, extra))
+        return confirmed
     reason = _forward_fails(name, size, in_chans, extra, "meta")
     if reason is None or "patches do not tile" in reason:
         return reason
     native = _native_size(name)
     if native != size and _forward_fails(name, native, in_chans, extra, "meta") is not None:
-        return _forward_fails(name, size, in_chans, extra, "cpu")
+        return _forward_fails(name, size, in_chans, extra, "cpu-initialised")
     return reason
 
 
@@ -188,8 +212,13 @@ def _native_size(name: str) -> int:
     return int(cfg["input_size"][-1]) if cfg else 224
 
 
+@lru_cache(maxsize=256)
 def _size_step(name: str, in_chans: int, extra: Frozen) -> int:
-    """The lattice legal sizes lie on: the patch stride for patch models, else 1 px."""
+    """The lattice legal sizes lie on: the patch stride for patch models, else 1 px.
+
+    Read from the model at its default size: a hybrid's embedding infers its
+    CNN's reduction from the size it was built for, which floors at others.
+    """
     if not _takes_img_size(name, extra):
         return 1
     return patch_stride(_build(name, in_chans, dict(extra), device="meta")) or 1
