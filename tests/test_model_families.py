@@ -145,43 +145,47 @@ def test_family_trains_at_64px_and_its_smallest_size_or_refuses_in_one_line(mode
 # ---------------------------------------------------------------- the rows of issue 11's table
 
 
+_SHALLOW = {"depth": 1}  # the patch and the stem decide the legal sizes, not the depth
+
+
 @pytest.mark.parametrize(
-    "model,size,pattern",
+    "model,kwargs,size,pattern",
     [
         (
             "eva02_tiny_patch14_224",
+            _SHALLOW,
             64,
-            r"14-px patches do not tile 64 px\); nearest sizes "
-            r"that work: 56, 70 ",
+            r"14-px patches do not tile 64 px\); nearest sizes that work: 56, 70 ",
         ),
-        ("eva02_tiny_patch14_224", 32, r"nearest sizes that work: 28, 42 "),
+        ("eva02_tiny_patch14_224", _SHALLOW, 32, r"nearest sizes that work: 28, 42 "),
         (
             "vit_tiny_patch16_224",
+            _SHALLOW,
             40,
-            r"16-px patches do not tile 40 px\); nearest sizes "
-            r"that work: 32, 48 ",
+            r"16-px patches do not tile 40 px\); nearest sizes that work: 32, 48 ",
         ),
-        ("vit_tiny_patch16_224", 8, r"nearest sizes that work: 16 "),
+        ("vit_tiny_patch16_224", _SHALLOW, 8, r"nearest sizes that work: 16 "),
         (
             "vit_small_r26_s32_224",
+            _SHALLOW,
             48,
-            r"32-px patches do not tile 48 px\); nearest sizes "
-            r"that work: 32, 64 ",
+            r"32-px patches do not tile 48 px\); nearest sizes that work: 32, 64 ",
         ),
-        ("convnext_atto", 16, r"\(RuntimeError: .*\); nearest sizes that work: 32 "),
+        ("convnext_atto", {}, 16, r"\(RuntimeError: .*\); nearest sizes that work: 32 "),
         pytest.param(
             "inception_resnet_v2",
+            {},
             64,
             r"Kernel size can't be greater than actual input size\); nearest sizes that work: 75 ",
             marks=_slow,
         ),
     ],
 )
-def test_illegal_size_is_refused_in_one_line(model, size, pattern):
+def test_illegal_size_is_refused_in_one_line(model, kwargs, size, pattern):
     from ensemblecv.config import validate_config
     from ensemblecv.models import resolve_inputs
 
-    cfg = validate_config(_config(model, {}, size))
+    cfg = validate_config(_config(model, kwargs, size))
     with pytest.raises(ConfigError, match=rf"^{model} cannot take data\.image_size={size} ") as err:
         resolve_inputs(cfg)
     message = str(err.value)
