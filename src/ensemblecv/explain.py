@@ -75,26 +75,27 @@ def vit_reshape(
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """Tokens (B, prefix + h*w, C) → (B, C, h, w) for an input of ``height`` × ``width`` px.
 
-    ``prefix`` is the model's class + register (+ distillation) tokens
-    (``num_prefix_tokens``; EVA02 and CLIP have one, DeiT-distilled two); a
-    tensor that is already spatial (B, h, w, C) — Swin's stages — is only
-    permuted. Any other token count is an error, not a guessed square.
+    ``h × w`` is the model's real token grid at this size (:func:`token_grid`);
+    the tokens before it are the prefix — class, register or distillation tokens
+    (``num_prefix_tokens``: 1 for ViT, EVA02 and CLIP, 2 for distilled DeiT, 0
+    where the class token joins later, as in CaiT). A tensor that is already
+    spatial (B, h, w, C) — Swin's stages — is only permuted. Any other token
+    count is an error, not a guessed square.
     """
-    from .models.factory import model_prefix_tokens
-
-    prefix = model_prefix_tokens(model)
     grid = token_grid(model, height, width) if hasattr(model, "patch_embed") else None
+    expected = int(getattr(model, "num_prefix_tokens", 1))
 
     def reshape(tokens: torch.Tensor) -> torch.Tensor:
         if tokens.ndim == 4:  # (B, h, w, C): models that keep a spatial layout
             return tokens.permute(0, 3, 1, 2)
-        patches = tokens[:, prefix:, :]
-        if grid is None or grid[0] * grid[1] != patches.shape[1]:
+        prefix = tokens.shape[1] - (grid[0] * grid[1] if grid else 0)
+        if grid is None or prefix not in (0, expected):
             raise EnsembleCVError(
                 f"Grad-CAM: {type(model).__name__} gave {tokens.shape[1]} tokens, which is not "
-                f"{prefix} prefix tokens + a {grid} patch grid for {height}x{width} px."
+                f"{expected} prefix tokens + a {grid} patch grid for {height}x{width} px."
             )
         h, w = grid
+        patches = tokens[:, prefix:, :]
         return patches.reshape(tokens.shape[0], h, w, tokens.shape[2]).permute(0, 3, 1, 2)
 
     return reshape

@@ -450,14 +450,14 @@ def _resample_pos_embed(model: nn.Module, old: torch.Tensor, want: torch.Tensor)
     grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)
     if grid is None or old.ndim != 3 or want.ndim != 3:
         return None
-    prefix = 0 if getattr(model, "no_embed_class", False) else model_prefix_tokens(model)
+    prefix = 0 if getattr(model, "no_embed_class", False) else _prefix_tokens(model)
     try:
         return resample_abs_pos_embed(old, new_size=list(grid), num_prefix_tokens=prefix)
     except Exception:
         return None
 
 
-def model_prefix_tokens(model: nn.Module) -> int:
+def _prefix_tokens(model: nn.Module) -> int:
     """Class/register tokens before the patch tokens (1 for ViT, 2 for DeiT-distilled)."""
     return int(getattr(model, "num_prefix_tokens", 1 if hasattr(model, "cls_token") else 0))
 

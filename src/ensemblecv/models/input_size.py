@@ -25,6 +25,7 @@ one-image forward on the CPU instead.
 
 from __future__ import annotations
 
+import json
 import warnings
 from functools import lru_cache
 from typing import Any
@@ -55,26 +56,31 @@ def _is_local_name(name: str) -> bool:
 # ---------------------------------------------------------------- building at a size
 
 
-Frozen = tuple  # model.kwargs as sorted (key, value) pairs, lists as tuples: a cache key
+Frozen = str  # model.kwargs as canonical JSON: hashable, so probes can be cached by it
 
 
-def _freeze(value: Any) -> Any:
-    if isinstance(value, dict):
-        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
-    return value
+def _freeze(kwargs: dict[str, Any]) -> Frozen:
+    return json.dumps(kwargs, sort_keys=True)
+
+
+def _thaw(extra: Frozen) -> dict[str, Any]:
+    return json.loads(extra) if extra else {}
 
 
 @lru_cache(maxsize=256)
-def _takes_img_size(name: str, extra: Frozen = ()) -> bool:
-    """Whether ``name``'s constructor accepts ``img_size`` (fixed-input-size models do)."""
+def _takes_img_size(name: str, extra: Frozen = "") -> bool:
+    """Whether ``name``'s constructor accepts ``img_size`` (fixed-input-size models do).
+
+    Asked by building it on the meta device at its native size: a constructor
+    without the argument fails at once with a TypeError that names it.
+    """
     try:
-        _build(name, 3, {**dict(extra), "img_size": 224}, device="meta")
+        _build(name, 3, {**_thaw(extra), "img_size": _native_size(name)}, device="meta")
     except TypeError as exc:
         if "img_size" in str(exc):
             return False
-        raise
+    except Exception:  # accepted the argument, failed for another reason: the probe reports it
+        pass
     return True
 
 
@@ -121,7 +127,7 @@ def patch_stride(model: nn.Module) -> int | None:
 @lru_cache(maxsize=64)
 def _meta_model(name: str, in_chans: int, extra: Frozen) -> nn.Module:
     """One shape-only instance for models whose build does not depend on the size."""
-    return _build(name, in_chans, dict(extra), device="meta").eval()
+    return _build(name, in_chans, _thaw(extra), device="meta").eval()
 
 
 #: Models whose zeroed-tensor probe failed only where an initialised one failed too.
@@ -135,8 +141,8 @@ def _cpu_model(name: str, in_chans: int, extra: Frozen, initialised: bool) -> nn
     probe needs, and a failure is confirmed on an ``initialised`` one before it is believed.
     """
     if initialised:
-        return _build(name, in_chans, dict(extra), device="cpu").eval()
-    model = _build(name, in_chans, dict(extra), device="meta").to_empty(device="cpu")
+        return _build(name, in_chans, _thaw(extra), device="cpu").eval()
+    model = _build(name, in_chans, _thaw(extra), device="meta").to_empty(device="cpu")
     with torch.no_grad():
         for tensor in [*model.parameters(), *model.buffers()]:
             tensor.zero_()
@@ -151,7 +157,7 @@ def _forward_fails(name: str, size: int, in_chans: int, extra: Frozen, device: s
     try:
         fixed = _takes_img_size(name, extra)
         if fixed:
-            kwargs = {**dict(extra), "img_size": size}
+            kwargs = {**_thaw(extra), "img_size": size}
             model = _build(name, in_chans, kwargs, device=device.split("-")[0]).eval()
         elif device == "meta":
             model = _meta_model(name, in_chans, extra)
@@ -221,7 +227,7 @@ def _size_step(name: str, in_chans: int, extra: Frozen) -> int:
     """
     if not _takes_img_size(name, extra):
         return 1
-    return patch_stride(_build(name, in_chans, dict(extra), device="meta")) or 1
+    return patch_stride(_build(name, in_chans, _thaw(extra), device="meta")) or 1
 
 
 def smallest_image_size(
