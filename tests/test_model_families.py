@@ -238,6 +238,30 @@ def test_local_weights_resample_position_embeddings(tmp_path):
     torch.testing.assert_close(model.blocks[0].attn.qkv.weight, source.blocks[0].attn.qkv.weight)
 
 
+def test_local_swin_weights_resample_window_tables(tmp_path):
+    """Swin at 64 px clamps its last windows to the 4 x 4 and 2 x 2 grids; the saved
+    relative position tables are resized to them by Swin's own checkpoint filter."""
+    import timm
+    from safetensors.torch import save_file
+
+    from ensemblecv.config import ModelConfig
+    from ensemblecv.models import create_model
+
+    kwargs = {"depths": [1, 1, 1, 1]}
+    source = timm.create_model("swin_tiny_patch4_window7_224", num_classes=3, **kwargs)
+    path = tmp_path / "swin224.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    cfg = ModelConfig(name="swin_tiny_patch4_window7_224", pretrained=str(path), kwargs=kwargs)
+    with pytest.warns(
+        UserWarning,
+        match=r"layers\.3\.blocks\.0\.attn\.relative_position_bias_table "
+        r"\(169, 24\) -> \(9, 24\)",
+    ) as rec:
+        model = create_model(cfg, num_classes=3, in_chans=3, image_size=64)
+    assert not any("dropped" in str(w.message) for w in rec)
+    assert model.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 3)
+
+
 def test_unset_image_size_follows_the_model_and_is_saved():
     from ensemblecv.config import validate_config
     from ensemblecv.models import model_data_config, resolve_inputs
