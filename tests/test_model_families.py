@@ -340,3 +340,29 @@ def test_train_predict_explain_use_the_size_resolved_from_the_model(tmp_path):
     assert member.probs.shape == (12, 3) and np.allclose(member.probs.sum(1), 1, atol=1e-5)
     (png,) = gradcam_overlays(ws, "vit_tiny_patch16_224", ["cow/1.png"], tmp_path / "cams")
     assert png.stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "model,size,tokens,grid",
+    [
+        ("deit_tiny_distilled_patch16_224", 64, 2 + 16, (4, 4)),  # class + distillation token
+        ("eva02_tiny_patch14_224", 56, 1 + 16, (4, 4)),
+        ("vit_small_r26_s32_224", 96, 1 + 9, (3, 3)),  # the hybrid's CNN reduces by 32
+    ],
+)
+def test_grad_cam_reshapes_tokens_on_the_real_grid(model, size, tokens, grid):
+    import timm
+
+    from ensemblecv.errors import EnsembleCVError
+    from ensemblecv.explain import token_grid, vit_reshape
+
+    net = timm.create_model(model, img_size=size, depth=1, num_classes=3)
+    assert token_grid(net, size, size) == grid
+    with torch.no_grad():
+        feats = net.forward_features(torch.randn(2, 3, size, size))
+    assert feats.shape[1] == tokens
+    spatial = vit_reshape(net, size, size)(feats)
+    assert spatial.shape == (2, feats.shape[2], *grid)
+    torch.testing.assert_close(spatial[:, :, 0, 0], feats[:, tokens - grid[0] * grid[1]])
+    with pytest.raises(EnsembleCVError, match=r"not \d prefix tokens \+ a \(\d, \d\) patch grid"):
+        vit_reshape(net, size, size)(torch.cat([feats, feats[:, :3]], 1))  # 3 tokens too many
