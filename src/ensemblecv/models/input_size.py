@@ -11,16 +11,19 @@ line, with the nearest sizes that work.
 The legality rule is not a table per model name; it is two checks any timm
 model can answer:
 
-1. **the forward pass runs**: the model is built on PyTorch's ``meta`` device
-   (shapes only, no memory, no arithmetic) at that size and given one image;
-   a stem or pooling that leaves no pixels fails there exactly as it would in
-   training;
+1. **the forward pass runs**: the model is built at that size and given one
+   image — on PyTorch's ``meta`` device (shapes only, no memory, no
+   arithmetic), or for a CNN at up to 160 px as a zero-filled CPU copy, whose
+   small real forward is faster than the meta device's Python kernels; a stem
+   or pooling that leaves no pixels fails there exactly as in training;
 2. **the patches tile the image**: a model with a patch embedding (ViT, DeiT,
    EVA, Swin, hybrids) must get a multiple of its total patch stride — a
    strided patch convolution would otherwise silently drop the last rows.
 
-Models whose ops the meta device cannot run are probed with a real
-one-image forward on the CPU instead.
+A failure is only believed once it is seen on a normally initialised model
+(zeros could, in principle, trip a data-dependent op), and models whose ops
+the meta device cannot run are probed on the CPU instead. Results are cached
+per process, so the check costs one probe per (model, size) — about a second.
 """
 
 from __future__ import annotations
@@ -187,9 +190,10 @@ def size_problem(
 ) -> str | None:
     """Why ``name`` cannot take ``size`` px images (one line), or None when it can.
 
-    Probed on the meta device; when that fails, and the meta device cannot even
-    run the model at its own native size (an op without a meta kernel), the
-    probe is repeated with a real forward on the CPU.
+    CNNs up to 160 px: a forward of the zero-filled CPU copy, a failure
+    confirmed on an initialised one. Otherwise the meta device; when that
+    fails and the meta device cannot run the model even at its native size
+    (an op without a meta kernel), the probe is repeated on the CPU.
     """
     return _size_problem(name, int(size), in_chans, _freeze(kwargs or {}))
 
