@@ -366,3 +366,24 @@ def test_grad_cam_reshapes_tokens_on_the_real_grid(model, size, tokens, grid):
     torch.testing.assert_close(spatial[:, :, 0, 0], feats[:, tokens - grid[0] * grid[1]])
     with pytest.raises(EnsembleCVError, match=r"not \d prefix tokens \+ a \(\d, \d\) patch grid"):
         vit_reshape(net, size, size)(torch.cat([feats, feats[:, :3]], 1))  # 3 tokens too many
+
+
+def test_resize_follows_crop_pct_and_interpolation():
+    import cv2
+
+    from ensemblecv.augment import build_resize, resize_op
+    from ensemblecv.config import DataConfig
+
+    img = np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    # crop_pct 0.5: the shorter side becomes 20 / 0.5 = 40 px (no resize), the middle 20 kept
+    np.testing.assert_array_equal(
+        resize_op("center_crop", 20, crop_pct=0.5)(img), img[10:30, 10:30]
+    )
+    small = img[:10, :10]
+    bicubic = resize_op("stretch", 30, interpolation="bicubic")(small)
+    np.testing.assert_array_equal(
+        bicubic, cv2.resize(small, (30, 30), interpolation=cv2.INTER_CUBIC)
+    )
+    assert not np.array_equal(bicubic, resize_op("stretch", 30)(small))  # auto = bilinear
+    with pytest.raises(ConfigError, match=r"data\.image_size is unset: resolve the config"):
+        build_resize(DataConfig(train="unused"))

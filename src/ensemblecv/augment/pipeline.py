@@ -101,6 +101,10 @@ def _center_crop(img: np.ndarray, size: int, interpolation: str, crop_pct: float
 
 
 _RESIZERS = {"stretch": _stretch, "letterbox": _letterbox, "center_crop": _center_crop}
+_UNRESOLVED = (
+    "data.image_size is unset: resolve the config against its model first "
+    "(ensemblecv.models.resolve_inputs; train and the launchers do), or set data.image_size."
+)
 
 
 def resize_op(
@@ -117,16 +121,10 @@ def resize_op(
         raise ConfigError(unknown_name_message("resize mode", mode, RESIZE_MODES))
     if interpolation not in _ENLARGE:
         raise ConfigError(unknown_name_message("interpolation", interpolation, list(_ENLARGE)))
-    if size is None or size < 1:
-        raise ConfigError(
-            f"Resize size must be >= 1, got {size}"
-            + (
-                " (data.image_size is unset: resolve the config against its model first, "
-                "ensemblecv.models.resolve_inputs)."
-                if size is None
-                else "."
-            )
-        )
+    if size is None:
+        raise ConfigError(_UNRESOLVED)
+    if size < 1:
+        raise ConfigError(f"Resize size must be >= 1, got {size}.")
     return partial(
         _RESIZERS[mode], size=int(size), interpolation=interpolation, crop_pct=crop_pct or 1.0
     )
@@ -287,6 +285,8 @@ def build_transforms(
 ) -> tuple[ImageTransform, ImageTransform]:
     """``(train_tf, eval_tf)``; eval only resizes and normalises."""
     channels = data_cfg.channels
+    if data_cfg.image_size is None:
+        raise ConfigError(_UNRESOLVED)
     if len(mean) != channels or len(std) != channels:
         raise ConfigError(
             f"mean/std need {channels} values for {channels}-channel images, got {mean}, {std}."
