@@ -387,3 +387,15 @@ def test_resize_follows_crop_pct_and_interpolation():
     assert not np.array_equal(bicubic, resize_op("stretch", 30)(small))  # auto = bilinear
     with pytest.raises(ConfigError, match=r"data\.image_size is unset: resolve the config"):
         build_resize(DataConfig(train="unused"))
+
+
+def test_the_size_check_leaves_the_global_rng_alone():
+    """A probe inside a seeded run (here one that needs a normally initialised model to
+    confirm a failure) must not shift the weights the run then initialises."""
+    from ensemblecv.models.input_size import size_problem
+
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    assert size_problem("convnext_atto", 12) is not None  # zeroed, then initialised probe
+    torch.testing.assert_close(torch.rand(3), expected)

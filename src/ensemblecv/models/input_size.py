@@ -155,8 +155,16 @@ def _cpu_model(name: str, in_chans: int, extra: Frozen, initialised: bool) -> nn
 def _forward_fails(name: str, size: int, in_chans: int, extra: Frozen, device: str) -> str | None:
     """None when one ``size`` px image goes through ``name``, else a one-line reason.
 
-    ``device``: ``meta``, ``cpu`` (zeroed tensors) or ``cpu-initialised``.
+    ``device``: ``meta``, ``cpu`` (zeroed tensors) or ``cpu-initialised``. The global
+    RNG is left as it was: a probe inside a seeded run must not change its weights.
     """
+    with torch.random.fork_rng(devices=[]):
+        return _forward_fails_here(name, size, in_chans, extra, device)
+
+
+def _forward_fails_here(
+    name: str, size: int, in_chans: int, extra: Frozen, device: str
+) -> str | None:
     try:
         fixed = _takes_img_size(name, extra)
         if fixed:
