@@ -55,7 +55,11 @@ def test_minimal_config_fills_defaults(tmp_path):
     cfg = load_config(_write(tmp_path, MINIMAL))
     assert cfg.data.train == "digits"
     assert cfg.data.test is None
-    assert (cfg.data.image_size, cfg.data.channels, cfg.data.folds) == (28, 3, 5)
+    # image_size is unset until resolved against the model: built-ins keep their 28 px
+    assert (cfg.data.image_size, cfg.data.channels, cfg.data.folds) == (None, 3, 5)
+    from ensemblecv.models import resolve_inputs
+
+    assert resolve_inputs(cfg).data.image_size == 28
     assert cfg.data.resize == "letterbox" and cfg.data.normalize == "dataset"
     assert cfg.data.strict is False and cfg.data.num_workers is None
     assert cfg.model.name == "mnist_cnn" and cfg.model.pretrained is False

@@ -41,11 +41,23 @@ class DataConfig(_Strict):
     format: Literal["yolo", "coco", "voc", "labelme", "images"] | None = Field(
         None, description="detection label format of train/test; null = detected from the files"
     )
-    image_size: int = Field(28, ge=8, le=4096)
+    image_size: int | None = Field(
+        None,
+        ge=8,
+        le=4096,
+        description="px (square); unset = the model's own: 28 for built-ins, timm's pretrained_cfg",
+    )
     channels: Literal[1, 3] = 3
     folds: int = Field(5, ge=2, le=100)
     fold_seed: int = 0
     resize: Literal["stretch", "letterbox", "center_crop"] = "letterbox"
+    interpolation: Literal["auto", "nearest", "bilinear", "bicubic", "lanczos"] = Field(
+        "auto",
+        description="filter when enlarging (auto = bilinear); shrinking always averages areas",
+    )
+    crop_pct: float | None = Field(
+        None, gt=0, le=1, description="center_crop keeps this share of the shorter side (timm's)"
+    )
     normalize: Literal["imagenet", "dataset", "none"] | NormalizeValues = "dataset"
     limit: int | None = Field(
         None,
@@ -75,6 +87,10 @@ class ModelConfig(_Strict):
     drop_rate: float = Field(0.0, ge=0, lt=1, description="dropout before the classifier")
     drop_path_rate: float = Field(0.0, ge=0, lt=1, description="stochastic depth (timm models)")
     global_pool: str | None = Field(None, description="timm head pooling, e.g. avg, max, avgmax")
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="more timm.create_model arguments, e.g. {depth: 6} or {window_size: 8}",
+    )
     freeze: int | list[str] = Field(
         0,
         description="freeze the first N parameter groups (stem, stages), or names matching patterns",
@@ -91,6 +107,24 @@ class ModelConfig(_Strict):
     backbone_pretrained: bool | str = Field(
         False, description="backbone weights under a detection head: true (hub) | false | path"
     )
+
+    @field_validator("kwargs")
+    @classmethod
+    def _no_reserved_kwargs(cls, v: dict[str, Any]) -> dict[str, Any]:
+        # These come from other keys; two sources for one argument would be ambiguous.
+        reserved = {
+            "num_classes": "the dataset",
+            "in_chans": "data.channels",
+            "img_size": "data.image_size",
+            "pretrained": "model.pretrained",
+            "drop_rate": "model.drop_rate",
+            "drop_path_rate": "model.drop_path_rate",
+            "global_pool": "model.global_pool",
+        }
+        clash = [f"{k} (set by {reserved[k]})" for k in v if k in reserved]
+        if clash:
+            raise ValueError(f"these are set elsewhere: {', '.join(clash)}")
+        return v
 
 
 class EarlyStoppingConfig(_Strict):

@@ -39,10 +39,15 @@ class ExplainItem:
 
 
 def find_target_layer(model: nn.Module) -> tuple[nn.Module, bool]:
-    """``(layer, is_vit)``: the last block's ``norm1`` for ViT-style models, else the last Conv2d."""
+    """``(layer, is_token_model)``: the last block's ``norm1`` for ViT-style models (ViT,
+    DeiT, EVA, CLIP, hybrids), the last stage of a channels-last model (Swin), else the
+    last Conv2d."""
     if hasattr(model, "blocks") and hasattr(model, "patch_embed") and len(model.blocks):
         block = model.blocks[-1]
         return getattr(block, "norm1", block), True
+    stages = getattr(model, "layers", None) or getattr(model, "stages", None)
+    if getattr(model, "output_fmt", "NCHW") == "NHWC" and isinstance(stages, nn.Sequential):
+        return stages[-1], True  # (B, H, W, C) feature maps, e.g. Swin
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     if not convs:
         raise EnsembleCVError(
@@ -52,24 +57,45 @@ def find_target_layer(model: nn.Module) -> tuple[nn.Module, bool]:
     return convs[-1], False
 
 
+def token_grid(model: nn.Module, height: int, width: int) -> tuple[int, int]:
+    """(rows, columns) of patch tokens for a ``height`` × ``width`` px input.
+
+    The patch embedding knows it (for a hybrid, after its CNN's reduction);
+    the model is built for the run's size, so this is the real grid, not the
+    pretraining one.
+    """
+    pe = model.patch_embed
+    if hasattr(pe, "dynamic_feat_size"):
+        return tuple(int(v) for v in pe.dynamic_feat_size((height, width)))
+    return tuple(int(v) for v in pe.grid_size)
+
+
 def vit_reshape(
     model: nn.Module, height: int, width: int
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Tokens (B, prefix + h*w, C) → (B, C, h, w) for an input of ``height`` × ``width`` px."""
-    prefix = int(getattr(model, "num_prefix_tokens", 1))
-    pe = model.patch_embed
-    if hasattr(pe, "dynamic_feat_size"):
-        grid = tuple(pe.dynamic_feat_size((height, width)))
-    else:
-        grid = tuple(pe.grid_size)
+    """Tokens (B, prefix + h*w, C) → (B, C, h, w) for an input of ``height`` × ``width`` px.
+
+    ``h × w`` is the model's real token grid at this size (:func:`token_grid`);
+    the tokens before it are the prefix — class, register or distillation tokens
+    (``num_prefix_tokens``: 1 for ViT, EVA02 and CLIP, 2 for distilled DeiT, 0
+    where the class token joins later, as in CaiT). A tensor that is already
+    spatial (B, h, w, C) — Swin's stages — is only permuted. Any other token
+    count is an error, not a guessed square.
+    """
+    grid = token_grid(model, height, width) if hasattr(model, "patch_embed") else None
+    expected = int(getattr(model, "num_prefix_tokens", 1))
 
     def reshape(tokens: torch.Tensor) -> torch.Tensor:
         if tokens.ndim == 4:  # (B, h, w, C): models that keep a spatial layout
             return tokens.permute(0, 3, 1, 2)
-        patches = tokens[:, prefix:, :]
+        prefix = tokens.shape[1] - (grid[0] * grid[1] if grid else 0)
+        if grid is None or prefix not in (0, expected):
+            raise EnsembleCVError(
+                f"Grad-CAM: {type(model).__name__} gave {tokens.shape[1]} tokens, which is not "
+                f"{expected} prefix tokens + a {grid} patch grid for {height}x{width} px."
+            )
         h, w = grid
-        if h * w != patches.shape[1]:  # e.g. pooled patches; fall back to a square grid
-            h = w = int(round(patches.shape[1] ** 0.5))
+        patches = tokens[:, prefix:, :]
         return patches.reshape(tokens.shape[0], h, w, tokens.shape[2]).permute(0, 3, 1, 2)
 
     return reshape

@@ -115,7 +115,7 @@ def predict_members(
         run, member_tta = (member[:-4], ["hflip"]) if member.endswith("+tta") else (member, [])
         cfg = ExperimentConfig.model_validate(_run_config(ws.run_dir(run)))
         data = cfg.data
-        key = (data.channels, data.image_size, data.resize)
+        key = (data.channels, data.image_size, data.resize, data.interpolation, data.crop_pct)
         if key not in sources:
             sources[key] = ImageSource(
                 table, data.channels, build_resize(data), data.image_size, data.cache_ram_mb

@@ -40,13 +40,27 @@ Resize = Callable[[np.ndarray], np.ndarray]
 # ---------------------------------------------------------------- resize
 
 
-def _resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
+#: cv2 filters for enlarging, by ``data.interpolation`` (timm's names; auto = bilinear).
+_ENLARGE = {
+    "auto": cv2.INTER_LINEAR,
+    "bilinear": cv2.INTER_LINEAR,
+    "bicubic": cv2.INTER_CUBIC,
+    "lanczos": cv2.INTER_LANCZOS4,
+    "nearest": cv2.INTER_NEAREST,
+}
+
+
+def _resize(img: np.ndarray, h: int, w: int, interpolation: str = "auto") -> np.ndarray:
     """cv2 resize that keeps the channel axis; area interpolation when shrinking
-    (no aliasing), bilinear when enlarging (area would be nearest-like)."""
+    (no aliasing — cv2's bilinear/bicubic would skip pixels, unlike PIL's), the
+    ``interpolation`` filter when enlarging (area would be nearest-like)."""
     if img.shape[:2] == (h, w):
         return img
     shrink = h * w < img.shape[0] * img.shape[1]
-    out = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    flag = _ENLARGE[interpolation]
+    if shrink and interpolation != "nearest":
+        flag = cv2.INTER_AREA
+    out = cv2.resize(img, (w, h), interpolation=flag)
     return out if out.ndim == 3 else out[:, :, None]
 
 
@@ -58,15 +72,15 @@ def _border_value(img: np.ndarray) -> np.ndarray:
     return np.median(edge, axis=0).round().astype(np.uint8)
 
 
-def _stretch(img: np.ndarray, size: int) -> np.ndarray:
-    return _resize(img, size, size)
+def _stretch(img: np.ndarray, size: int, interpolation: str, crop_pct: float) -> np.ndarray:
+    return _resize(img, size, size, interpolation)
 
 
-def _letterbox(img: np.ndarray, size: int) -> np.ndarray:
+def _letterbox(img: np.ndarray, size: int, interpolation: str, crop_pct: float) -> np.ndarray:
     h, w = img.shape[:2]
     scale = size / max(h, w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    resized = _resize(img, nh, nw)
+    resized = _resize(img, nh, nw, interpolation)
     if (nh, nw) == (size, size):
         return resized
     out = np.empty((size, size, img.shape[2]), dtype=img.dtype)
@@ -76,34 +90,50 @@ def _letterbox(img: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def _center_crop(img: np.ndarray, size: int) -> np.ndarray:
+def _center_crop(img: np.ndarray, size: int, interpolation: str, crop_pct: float) -> np.ndarray:
     h, w = img.shape[:2]
-    scale = size / min(h, w)
+    # timm's eval crop: the shorter side becomes size / crop_pct, the middle size px are kept.
+    scale = size / crop_pct / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    resized = _resize(img, nh, nw)
+    resized = _resize(img, nh, nw, interpolation)
     top, left = (nh - size) // 2, (nw - size) // 2
     return resized[top : top + size, left : left + size]
 
 
 _RESIZERS = {"stretch": _stretch, "letterbox": _letterbox, "center_crop": _center_crop}
+_UNRESOLVED = (
+    "data.image_size is unset: resolve the config against its model first "
+    "(ensemblecv.models.resolve_inputs; train and the launchers do), or set data.image_size."
+)
 
 
-def resize_op(mode: str, size: int) -> Resize:
+def resize_op(
+    mode: str, size: int, interpolation: str = "auto", crop_pct: float | None = None
+) -> Resize:
     """``img (H, W, C) uint8 -> (size, size, C) uint8``.
 
     stretch: ignore the aspect ratio; letterbox: fit the longer side and pad
     (with the image's median border colour, see :func:`_border_value`);
-    center_crop: fit the shorter side and crop the middle.
+    center_crop: fit the shorter side to ``size / crop_pct`` (default 1) and
+    crop the middle. ``interpolation`` is the filter for enlarging.
     """
     if mode not in _RESIZERS:
         raise ConfigError(unknown_name_message("resize mode", mode, RESIZE_MODES))
+    if interpolation not in _ENLARGE:
+        raise ConfigError(unknown_name_message("interpolation", interpolation, list(_ENLARGE)))
+    if size is None:
+        raise ConfigError(_UNRESOLVED)
     if size < 1:
         raise ConfigError(f"Resize size must be >= 1, got {size}.")
-    return partial(_RESIZERS[mode], size=int(size))
+    return partial(
+        _RESIZERS[mode], size=int(size), interpolation=interpolation, crop_pct=crop_pct or 1.0
+    )
 
 
 def build_resize(data_cfg: DataConfig) -> Resize:
-    return resize_op(data_cfg.resize, data_cfg.image_size)
+    return resize_op(
+        data_cfg.resize, data_cfg.image_size, data_cfg.interpolation, data_cfg.crop_pct
+    )
 
 
 # ---------------------------------------------------------------- normalisation
@@ -255,6 +285,8 @@ def build_transforms(
 ) -> tuple[ImageTransform, ImageTransform]:
     """``(train_tf, eval_tf)``; eval only resizes and normalises."""
     channels = data_cfg.channels
+    if data_cfg.image_size is None:
+        raise ConfigError(_UNRESOLVED)
     if len(mean) != channels or len(std) != channels:
         raise ConfigError(
             f"mean/std need {channels} values for {channels}-channel images, got {mean}, {std}."

@@ -22,9 +22,9 @@ def augment_preview(
     seed: int = typer.Option(0, help="Seed for the choice of images and their augmentations."),
 ) -> None:
     """Draw each chosen image next to augmented versions, as the model would see them."""
-    from ..tasks import get_task
+    from ..tasks import get_task, resolve_config
 
-    cfg = load_config(config, overrides or [])
+    cfg = resolve_config(load_config(config, overrides or []))
     where = get_task(cfg.task).augment_preview(
         cfg, out, n, n_aug, seed, note=lambda msg: console.print(f"[yellow]note:[/] {msg}")
     )

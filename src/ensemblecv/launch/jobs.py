@@ -54,11 +54,14 @@ def plan_jobs(
     sample and fold tables, so they cannot race to write them.
     """
     from ..data.folds import load_folds
+    from ..tasks import resolve_config
     from ..training.inputs import open_workspace
     from ..training.runner import bag_members, fold_plan
 
     jobs: list[Job] = []
     names: dict[tuple[str, str], int] = {}
+    # Jobs carry resolved configs: every worker trains (and saves) the same image size.
+    configs = [resolve_config(c) for c in configs]
     for i, config in enumerate(configs):
         ws = open_workspace(config, progress=progress)
         n_folds = int(load_folds(ws.folds_path)["fold"].max()) + 1
@@ -156,9 +159,12 @@ def run_job(
     from ..training.runner import _check_run_dir, _quiet_lightning, train_fold
 
     _quiet_lightning()
+    from ..tasks import resolve_config
+
     if isinstance(config, dict):
         config = ExperimentConfig.model_validate(config)
     with torch_threads(threads), working_dir(base_dir):
+        config = resolve_config(config)
         inputs = prepare_inputs(config, progress=False)
         run_dir = inputs.workspace.run_dir(config.run_name)
         _check_run_dir(run_dir, config)

@@ -120,7 +120,9 @@ def suggest(trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def trial_config(base: ExperimentConfig, values: dict[str, Any], run_name: str) -> ExperimentConfig:
     """``base`` with the sampled values set at their dotted keys, named ``run_name``."""
-    raw = copy.deepcopy(base.model_dump(mode="json", exclude_unset=False))
+    # exclude_unset: keys the base leaves unset stay unset, so a trial resolves them
+    # from its own model (data.image_size, normalize, ...) like a plain run does.
+    raw = copy.deepcopy(base.model_dump(mode="json", exclude_unset=True))
     for key, value in values.items():
         node = raw
         *parents, leaf = key.split(".")
@@ -246,7 +248,9 @@ class Objective:
 
         _quiet_lightning()
         name = self.run_name(trial)
-        config = trial_config(self.base, suggest(trial, self.space), name)
+        from ..tasks import resolve_config
+
+        config = resolve_config(trial_config(self.base, suggest(trial, self.space), name))
         trial.set_user_attr("run", name)
         inputs = prepare_inputs(config, progress=False)
         n_folds = int(inputs.folds["fold"].max()) + 1

@@ -7,6 +7,13 @@ Importing this package registers the built-ins (``mnist_cnn``, ``cnn_small``,
 from . import small_cnns  # noqa: F401  (registers the built-in CNNs with timm)
 from .factory import LoadReport, create_model, describe_model, list_models, load_weights
 from .freeze import BATCHNORM_POLICIES, apply_batchnorm_policy, freezable_groups, freeze
+from .input_size import (
+    check_image_size,
+    model_data_config,
+    nearest_sizes,
+    resolve_inputs,
+    smallest_image_size,
+)
 from .small_cnns import BUILTIN_MODELS
 
 __all__ = [
@@ -14,10 +21,15 @@ __all__ = [
     "BUILTIN_MODELS",
     "LoadReport",
     "apply_batchnorm_policy",
+    "check_image_size",
     "create_model",
     "describe_model",
     "freezable_groups",
     "freeze",
     "list_models",
     "load_weights",
+    "model_data_config",
+    "nearest_sizes",
+    "resolve_inputs",
+    "smallest_image_size",
 ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import os
 import socket
+import sys
 import warnings
 from collections import Counter
 from contextlib import contextmanager
@@ -27,12 +28,14 @@ from urllib.parse import urlparse
 
 import timm
 import torch
+from timm.layers import resample_abs_pos_embed
 from timm.models import adapt_input_conv, get_pretrained_cfg, parse_model_name, split_model_name_tag
 from torch import nn
 
 from ..config import ModelConfig
 from ..errors import ConfigError, format_list
 from .freeze import apply_batchnorm_policy, freeze
+from .input_size import check_image_size, size_kwargs
 from .small_cnns import BUILTIN_MODELS
 
 _OFFLINE_HINT = (
@@ -67,8 +70,18 @@ def describe_model(model: nn.Module) -> dict[str, int]:
     )
 
 
-def create_model(cfg: ModelConfig, num_classes: int, in_chans: int) -> nn.Module:
+def create_model(
+    cfg: ModelConfig, num_classes: int, in_chans: int, image_size: int | None = None
+) -> nn.Module:
     """Build ``cfg.name`` for ``num_classes`` outputs and ``in_chans`` (1 or 3) input channels.
+
+    ``image_size`` (px, square): models built for one input size (ViT, DeiT,
+    EVA, Swin, hybrids) are built for it — timm's ``img_size``, with hub
+    position embeddings resampled to the new token grid, and a local weights
+    file's too (:func:`load_weights`); a size the architecture cannot take is
+    a one-line ConfigError with the nearest sizes that work
+    (:func:`~ensemblecv.models.input_size.check_image_size`). None builds the
+    model at its default size.
 
     Passes ``drop_rate`` (dropout before the classifier), ``drop_path_rate``
     (stochastic depth; skipped with a warning where the architecture has none)
@@ -81,8 +94,14 @@ def create_model(cfg: ModelConfig, num_classes: int, in_chans: int) -> nn.Module
     """
     source = _pretrained_source(cfg.pretrained)
     _check_name(cfg.name, hub=source is True)
+    if image_size is not None:
+        check_image_size(cfg.name, image_size, in_chans, cfg.kwargs)
     kwargs: dict[str, Any] = dict(
-        num_classes=num_classes, in_chans=in_chans, drop_rate=cfg.drop_rate
+        num_classes=num_classes,
+        in_chans=in_chans,
+        drop_rate=cfg.drop_rate,
+        **size_kwargs(cfg.name, image_size, cfg.kwargs),
+        **cfg.kwargs,
     )
     if cfg.drop_path_rate > 0:
         kwargs["drop_path_rate"] = cfg.drop_path_rate
@@ -235,6 +254,8 @@ def _build_error(cfg: ModelConfig, exc: Exception, hub: bool) -> ConfigError | N
         return ConfigError(
             f"{cfg.name} has no pooling head, so model.global_pool cannot be set ({text})."
         )
+    if cfg.kwargs and isinstance(exc, TypeError):
+        return ConfigError(f"model.kwargs {cfg.kwargs} are not accepted by {cfg.name} ({text}).")
     if hub:
         return ConfigError(
             f"Could not get pretrained weights for {cfg.name} from the Hugging Face hub ({text}). "
@@ -258,6 +279,7 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)  # in the model, left at their initial values
     unexpected: list[str] = field(default_factory=list)  # in the file, unknown to the model
     adapted: list[str] = field(default_factory=list)  # first-conv weights converted to in_chans
+    resampled: list[str] = field(default_factory=list)  # position tables resized to the grid
 
 
 def load_weights(model: nn.Module, path: str | Path) -> LoadReport:
@@ -278,6 +300,7 @@ def load_weights(model: nn.Module, path: str | Path) -> LoadReport:
     state = _strip_prefix(state, set(target))
     report = LoadReport(path=path)
     report.adapted = _adapt_first_conv(model, state, target)
+    report.resampled = _resample_to_model(model, state, target)
     fitting, dropped = {}, set()
     for key, tensor in state.items():
         if key not in target:
@@ -390,8 +413,59 @@ def _adapt_first_conv(model: nn.Module, state: dict, target: dict) -> list[str]:
     return adapted
 
 
+def _resample_to_model(model: nn.Module, state: dict, target: dict) -> list[str]:
+    """Resize position embeddings (and window tables) saved for another input size.
+
+    A ViT saved at 224 px has 14 × 14 position embeddings; built for 64 px it
+    has 4 × 4. The model family's own ``checkpoint_filter_fn`` — what timm
+    applies to hub weights — resamples them; a ``pos_embed`` it leaves (or a
+    family without one) is interpolated with timm's ``resample_abs_pos_embed``.
+    Only tensors whose shape differed are replaced, so nothing else changes.
+    """
+    mismatched = [k for k, v in state.items() if k in target and v.shape != target[k].shape]
+    if not mismatched:
+        return []
+    filtered: dict = {}
+    filter_fn = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
+    if filter_fn is not None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                filtered = filter_fn(dict(state), model)
+        except Exception:  # a filter for the family's original checkpoints; fall back below
+            filtered = {}
+    done = []
+    for key in mismatched:
+        old, want = state[key], target[key]
+        new = filtered.get(key)
+        if (new is None or new.shape != want.shape) and key.endswith("pos_embed"):
+            new = _resample_pos_embed(model, old, want)
+        if new is not None and new.shape == want.shape:
+            state[key] = new.to(old.dtype)
+            done.append(f"{key} {tuple(old.shape)} -> {tuple(want.shape)}")
+    return done
+
+
+def _resample_pos_embed(model: nn.Module, old: torch.Tensor, want: torch.Tensor):
+    grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)
+    if grid is None or old.ndim != 3 or want.ndim != 3:
+        return None
+    prefix = 0 if getattr(model, "no_embed_class", False) else _prefix_tokens(model)
+    try:
+        return resample_abs_pos_embed(old, new_size=list(grid), num_prefix_tokens=prefix)
+    except Exception:
+        return None
+
+
+def _prefix_tokens(model: nn.Module) -> int:
+    """Class/register tokens before the patch tokens (1 for ViT, 2 for DeiT-distilled)."""
+    return int(getattr(model, "num_prefix_tokens", 1 if hasattr(model, "cls_token") else 0))
+
+
 def _warn_load_report(report: LoadReport) -> None:
     notes = []
+    if report.resampled:
+        notes.append("resampled to this input size:\n" + format_list(report.resampled))
     if report.adapted:
         notes.append("converted first conv:\n" + format_list(report.adapted))
     if report.dropped:

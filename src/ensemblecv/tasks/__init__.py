@@ -46,6 +46,11 @@ def get_task(name: str) -> Task:
     return importlib.import_module(task_info(name).module).TASK
 
 
+def resolve_config(config):
+    """``config`` settled by its task (:meth:`Task.resolve_config`): call before any data is read."""
+    return get_task(config.task).resolve_config(config)
+
+
 register_task(
     TaskInfo(
         name="classify",
@@ -69,4 +74,6 @@ register_task(
     )
 )
 
-__all__ = ["Task", "TaskInfo", "get_task", "list_tasks", "register_task", "task_info"]
+__all__ = [
+    "Task", "TaskInfo", "get_task", "list_tasks", "register_task", "resolve_config", "task_info",
+]  # fmt: skip

@@ -39,6 +39,10 @@ class Task(Protocol):
 
     info: TaskInfo
 
+    def resolve_config(self, config: Any) -> Any:
+        """The config with what it leaves to the model settled (e.g. the input size) and
+        checked, before any data is read; what the run saves. Idempotent."""
+
     def source_id(self, path: str) -> str:
         """How a workspace records ``data.train``, to refuse a different dataset later."""
 

@@ -17,6 +17,11 @@ from . import task_info
 class ClassifyTask:
     info = task_info("classify")
 
+    def resolve_config(self, config):
+        from ..models import resolve_inputs
+
+        return resolve_inputs(config)
+
     def source_id(self, path: str) -> str:
         from ..data.samples import load_samples
 

@@ -169,7 +169,9 @@ def prepare_inputs(config: ExperimentConfig, progress: bool = True):
 
 def prepare_classify_inputs(config: ExperimentConfig, progress: bool = True) -> RunInputs:
     from ..augment import build_resize, build_transforms, resolve_normalization
+    from ..models import resolve_inputs
 
+    config = resolve_inputs(config)  # idempotent; callers that skipped train() get it too
     ws = open_workspace(config, progress)
     table, folds = ws.load_table(), ws.load_folds()
     if not (folds["sample_id"].to_numpy() == table.frame["sample_id"].to_numpy()).all():

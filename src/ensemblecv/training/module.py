@@ -45,11 +45,15 @@ class ClassifierModule(pl.LightningModule):
             persistent=False,
         )
         from ..augment import build_batch_mix
-        from ..models import create_model
+        from ..models import create_model, resolve_inputs
 
-        self.cfg = ExperimentConfig.model_validate(config)
+        # Runs save their config resolved; a hand-made one is resolved the same way here.
+        self.cfg = resolve_inputs(ExperimentConfig.model_validate(config))
         self.model = create_model(
-            self.cfg.model, num_classes=num_classes, in_chans=self.cfg.data.channels
+            self.cfg.model,
+            num_classes=num_classes,
+            in_chans=self.cfg.data.channels,
+            image_size=self.cfg.data.image_size,
         )
         self.num_classes = num_classes
         self.criterion = build_loss(self.cfg.train)

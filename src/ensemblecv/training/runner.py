@@ -93,8 +93,11 @@ def train(
     progress: bool = True,
 ) -> list[FoldResult]:
     """Train ``config`` on the listed folds (default: all, plus ``full`` if refit_full)."""
+    from ..tasks import resolve_config
+
     _quiet_lightning()
     progress = progress and is_rank_zero()  # one set of bars in a DDP launch
+    config = resolve_config(config)  # a size the model cannot take fails here, before any data
     inputs = prepare_inputs(config, progress=progress)
     todo = fold_plan(int(inputs.folds["fold"].max()) + 1, folds, config.train.refit_full)
     results = []

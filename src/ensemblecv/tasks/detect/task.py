@@ -86,6 +86,16 @@ def _scan_images(images: pd.DataFrame, classes: list[str], config, report: Path 
 class DetectTask:
     info = task_info("detect")
 
+    def resolve_config(self, config):
+        if config.data.image_size is None:
+            from ...errors import ConfigError
+
+            raise ConfigError(
+                "data.image_size is unset; a detection run needs it (the side, in px, images "
+                "are resized to; e.g. 320 for SSDlite, 300 for SSD300, 128 for tiny_fcos)."
+            )
+        return config
+
     def source_id(self, path: str) -> str:
         return str(Path(path).expanduser().resolve())
 
