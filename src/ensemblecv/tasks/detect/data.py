@@ -54,13 +54,13 @@ class DetectSource:
         cache_ram_mb: int,
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        from ...augment.pipeline import _letterbox, _stretch
+        from ...augment.pipeline import resize_op
 
         _geometry(1, 1, image_size, mode)  # refuse center_crop before any decoding
         self.paths = images["path"].astype(str).tolist()
         self.sample_ids = images["sample_id"].astype(str).tolist()
         self.size, self.mode = int(image_size), mode
-        self._resize = _letterbox if mode == "letterbox" else _stretch
+        self._resize = resize_op(mode, int(image_size))  # the same letterbox/stretch as classify
         self.geometry: list[Geometry | None] = [None] * len(self.paths)
         self.original: list[tuple[int, int] | None] = [None] * len(self.paths)
         self._boxes, self._labels = self._group_boxes(boxes)
@@ -106,7 +106,7 @@ class DetectSource:
         h, w = image.shape[:2]
         self.original[index] = (h, w)
         self.geometry[index] = _geometry(h, w, self.size, self.mode)[0]
-        return self._resize(image, size=self.size)
+        return self._resize(image)
 
     def __len__(self) -> int:
         return len(self.paths)
