@@ -7,12 +7,17 @@ Importing this package registers the built-ins (``mnist_cnn``, ``cnn_small``,
 from . import small_cnns  # noqa: F401  (registers the built-in CNNs with timm)
 from .factory import LoadReport, create_model, describe_model, list_models, load_weights
 from .freeze import BATCHNORM_POLICIES, apply_batchnorm_policy, freezable_groups, freeze
+from .mixstyle import MixStyle, attach_mixstyle, mix_statistics, stage_modules
 from .small_cnns import BUILTIN_MODELS
 
 __all__ = [
     "BATCHNORM_POLICIES",
     "BUILTIN_MODELS",
     "LoadReport",
+    "MixStyle",
+    "attach_mixstyle",
+    "mix_statistics",
+    "stage_modules",
     "apply_batchnorm_policy",
     "create_model",
     "describe_model",

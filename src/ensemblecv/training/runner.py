@@ -86,6 +86,10 @@ def train(
 ) -> list[FoldResult]:
     """Train ``config`` on the listed folds (default: all, plus ``full`` if refit_full)."""
     _quiet_lightning()
+    if config.data.protocol == "leave_one_domain_out" and config.data.held_out is None:
+        from ..domains.protocol import train_lodo  # one sub-experiment per held-out domain
+
+        return train_lodo(config, folds=folds, resume=resume, progress=progress)
     progress = progress and is_rank_zero()  # one set of bars in a DDP launch
     inputs = prepare_inputs(config, progress=progress)
     todo = fold_plan(int(inputs.folds["fold"].max()) + 1, folds, config.train.refit_full)
@@ -156,6 +160,15 @@ def _callbacks(config: ExperimentConfig, fold_dir: Path, has_val: bool, progress
         cbs.append(
             ModelCheckpoint(
                 dirpath=fold_dir, filename="best", save_last=True, enable_version_counter=False
+            )
+        )
+    if config.train.weight_averaging is not None:
+        from .weight_averaging import WeightAveraging
+
+        # After ModelCheckpoint: at the end of training it overwrites best.ckpt with the average.
+        cbs.append(
+            WeightAveraging(
+                config.train.weight_averaging, config.train.epochs, fold_dir / "best.ckpt"
             )
         )
     es = config.train.early_stopping
@@ -233,6 +246,7 @@ def train_fold(
     module = ClassifierModule(
         config.model_dump(mode="json"), inputs.num_classes, spe, list(inputs.mean), list(inputs.std)
     )
+    domains = _domain_batches(config, inputs, module, train_rows)
     pin = torch.cuda.is_available()
     counts = None
     if config.train.bootstrap:
@@ -240,7 +254,9 @@ def train_fold(
         draws = rng.integers(0, len(train_rows), len(train_rows))
         counts = np.bincount(draws, minlength=len(train_rows))
     train_ds = RowsDataset(inputs.source, train_rows, inputs.targets, inputs.train_tf)
-    train_loader = make_loader(train_ds, bs, seed, True, inputs.workers, pin, counts=counts)
+    train_loader = make_loader(
+        train_ds, bs, seed, True, inputs.workers, pin, counts=counts, domains=domains
+    )
     val_loader = (
         make_loader(
             RowsDataset(inputs.source, val_rows, inputs.targets, inputs.eval_tf),
@@ -285,6 +301,34 @@ def train_fold(
     if logger is not None and hasattr(logger, "finalize"):
         logger.finalize("success")
     return result
+
+
+def _domain_batches(
+    config: ExperimentConfig, inputs: RunInputs, module: ClassifierModule, train_rows: np.ndarray
+) -> np.ndarray | None:
+    """Give the module the rows' domain ids; return the training rows' ids when batches
+    must be domain-balanced (``train.domain_batches``; default on for CORAL and
+    cross-domain MixStyle), else None."""
+    mix = config.model.mixstyle
+    needs = module.algorithm.needs_domains or (mix is not None and mix.mix == "crossdomain")
+    if inputs.domain_codes is None:
+        if needs or config.train.domain_batches:
+            what = (
+                f"train.algorithm={config.train.algorithm}"
+                if module.algorithm.needs_domains
+                else "model.mixstyle.mix=crossdomain"
+                if needs
+                else "train.domain_batches"
+            )
+            raise ConfigError(
+                f"{what} needs domains, but this data has none: use data.layout: domains "
+                "(ROOT/DOMAIN/CLASS/image), a 'domain' column in the CSV index or a built-in "
+                "multi-domain set (fashion-mnist-domains, digits-domains)."
+            )
+        return None
+    module.set_domains(inputs.domain_codes)
+    balanced = config.train.domain_batches if config.train.domain_batches is not None else needs
+    return inputs.domain_codes[train_rows] if balanced else None
 
 
 def _finish_fold(
