@@ -7,6 +7,7 @@ dict), never modules or datasets, so a checkpoint can be reloaded anywhere.
 from __future__ import annotations
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -102,7 +103,7 @@ class ClassifierModule(pl.LightningModule):
 
     def set_domains(self, domain_of_row) -> None:
         """Domain ids (ints) per workspace row, for CORAL and cross-domain MixStyle."""
-        self.domain_of_row = torch.as_tensor(domain_of_row, dtype=torch.long)
+        self.domain_of_row = torch.tensor(np.asarray(domain_of_row), dtype=torch.long)
 
     def _batch_domains(self, rows) -> torch.Tensor | None:
         if self.domain_of_row is None or not isinstance(rows, torch.Tensor):
