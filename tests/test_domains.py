@@ -419,3 +419,19 @@ def test_domain_demo_configs_compare_erm_mixstyle_and_averaging(tmp_path):
     assert all(c.data.protocol == "leave_one_domain_out" for c in configs)
     named = family_ensembles(configs)
     assert named["ensemble_of_averages"] == ("soft_voting", ["swa_r0", "swa_r1", "swa_r2"])
+
+
+def test_audit_reports_per_domain_and_warns_about_missing_classes(tmp_path):
+    from ensemblecv.audit import run_audit
+
+    root = _domain_folder(tmp_path / "data")
+    result = run_audit(root, tmp_path / "audit", workers=0, progress=False, layout="domains")
+    section = result.audit["domains"]
+    assert set(section["domains"]) == {"art", "photo"}
+    assert section["domains"]["art"]["class_counts"] == {"cat": 2, "dog": 2, "owl": 0}
+    assert section["domains"]["photo"]["brightness_mean"] is not None
+    assert section["missing_classes"] == {"art": ["owl"]}
+    codes = [w["code"] for w in result.audit["warnings"]]
+    assert codes.count("missing_domain_classes") == 1
+    assert (tmp_path / "audit" / "plots" / "sample_grid_art.png").is_file()
+    assert "<h2>Domains</h2>" in result.html_path.read_text(encoding="utf-8")

@@ -81,8 +81,12 @@ def audit(
         None,
         help="An `ensemblecv dedup` output: warn about classes cleaning would leave too small.",
     ),
+    layout: str = typer.Option(
+        "imagefolder", help="imagefolder (ROOT/CLASS/image) | domains (ROOT/DOMAIN/CLASS/image)."
+    ),
 ) -> None:
-    """Analyse a dataset: class balance, sizes, modes, brightness, mean/std, duplicates, bad files."""
+    """Analyse a dataset: class balance, sizes, modes, brightness, mean/std, duplicates, bad files
+    (and per domain, for multi-domain data)."""
     from ..audit import run_audit, summarize
 
     result = run_audit(
@@ -93,6 +97,7 @@ def audit(
         progress=True,
         console=console,
         dedup=dedup,
+        layout=layout,
     )
     summarize(result.audit, console)
 
