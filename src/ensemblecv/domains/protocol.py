@@ -111,6 +111,23 @@ def train_lodo(
     return results
 
 
+def expand_lodo(configs: list[ExperimentConfig]) -> list[ExperimentConfig]:
+    """Each leave-one-domain-out config → one config per held-out domain; others as they are.
+
+    What launchers (local job list, Ray) plan over, so every (domain, member, fold)
+    is an ordinary job.
+    """
+    out = []
+    for config in configs:
+        if config.data.protocol == "leave_one_domain_out" and config.data.held_out is None:
+            domains = lodo_domains(config)
+            _write_protocol(config, domains)
+            out += [held_out_config(config, d) for d in domains]
+        else:
+            out.append(config)
+    return out
+
+
 def is_lodo_workspace(root: str | Path) -> bool:
     return (Path(root) / PROTOCOL_FILE).is_file()
 

@@ -57,9 +57,11 @@ def plan_jobs(
     from ..training.inputs import open_workspace
     from ..training.runner import bag_members, fold_plan
 
+    from ..domains.protocol import expand_lodo
+
     jobs: list[Job] = []
     names: dict[tuple[str, str], int] = {}
-    for i, config in enumerate(configs):
+    for i, config in enumerate(expand_lodo(configs)):
         ws = open_workspace(config, progress=progress)
         n_folds = int(load_folds(ws.folds_path)["fold"].max()) + 1
         todo = fold_plan(n_folds, folds, config.train.refit_full)
