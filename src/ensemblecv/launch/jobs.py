@@ -54,10 +54,9 @@ def plan_jobs(
     sample and fold tables, so they cannot race to write them.
     """
     from ..data.folds import load_folds
+    from ..domains.protocol import expand_lodo
     from ..training.inputs import open_workspace
     from ..training.runner import bag_members, fold_plan
-
-    from ..domains.protocol import expand_lodo
 
     jobs: list[Job] = []
     names: dict[tuple[str, str], int] = {}
