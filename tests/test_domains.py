@@ -189,6 +189,18 @@ def test_held_out_domain_never_enters_training_selection_or_statistics(tmp_path)
     assert set(store.sample_ids) == train_ids
     board = build_ensembles(ws.root, methods=["soft_voting"], runs=["erm"])
     assert "test_accuracy" in board.columns
+    # The protocol workspace's table and report read the sub-workspaces' leaderboards.
+    from ensemblecv.domains.protocol import _write_protocol
+    from ensemblecv.report import build_report
+
+    _write_protocol(cfg, ["colour", "inverted", "photo", "sketch"])
+    page = build_report(root, gradcam=False, max_gallery=0)
+    assert page == root / "report" / "index.html" and "sketch" in page.read_text()
+    table = pd.read_csv(root / "domains.csv").set_index("name")
+    assert table.loc["erm", "sketch"] == pytest.approx(
+        board.set_index("name").loc["erm", "test_accuracy"]
+    )
+    assert np.isnan(table.loc["erm", "average"])  # three domains not trained yet
 
 
 def test_lodo_refuses_data_test_and_data_without_domains(tmp_path):
@@ -198,6 +210,12 @@ def test_lodo_refuses_data_test_and_data_without_domains(tmp_path):
     with pytest.raises(ConfigError, match="each held-out domain is the test set"):
         held_out_config(cfg.model_copy(update={"data": cfg.data.model_copy(
             update={"test": "digits:test"})}), "photo")  # fmt: skip
+    from ensemblecv.domains.protocol import expand_lodo
+
+    subs = expand_lodo([cfg])
+    assert [c.data.held_out for c in subs] == ["colour", "inverted", "photo", "sketch"]
+    assert Path(subs[0].workspace) == tmp_path / "a" / "domains" / "colour"
+    assert (tmp_path / "a" / "protocol.json").is_file()
     plain = load_config(None, ["data.train=digits", "data.limit=40"], base=cfg.model_dump())
     with pytest.raises(DataError, match="at least two domains"):
         lodo_domains(plain)
