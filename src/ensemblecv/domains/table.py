@@ -94,7 +94,7 @@ def seed_summary(frame: pd.DataFrame) -> pd.DataFrame:
 def _cell(mean: float, std: float) -> str:
     if np.isnan(mean):
         return "-"
-    return f"{100 * mean:.1f}" + ("" if np.isnan(std) else f" ± {100 * std:.1f}")
+    return f"{100 * mean:.1f}" + ("" if np.isnan(std) else f"±{100 * std:.1f}")
 
 
 def format_summary(summary: pd.DataFrame) -> list[list[str]]:
@@ -116,10 +116,11 @@ def print_domain_table(frame: pd.DataFrame, console=None, title: str | None = No
     summary = seed_summary(frame)
     cols = [c for c in summary.columns if c not in ("family", "kind", "seeds") and
             not c.endswith("_std")]  # fmt: skip
-    table = Table(
-        "run / ensemble", "seeds", *cols,
-        title=title or "Leave-one-domain-out accuracy (%) on each held-out domain",
-    )  # fmt: skip
+    table = Table(title=title or "Leave-one-domain-out accuracy (%) on each held-out domain")
+    table.add_column("run / ensemble", no_wrap=True)
+    table.add_column("seeds", justify="right")
+    for c in cols:
+        table.add_column(c, justify="right", no_wrap=True)
     for cells in format_summary(summary):
         table.add_row(*cells)
     console.print(table)

@@ -118,6 +118,13 @@ def open_workspace(config: ExperimentConfig, progress: bool = True) -> Workspace
     """
     ws = Workspace(Path(config.workspace))
     data = config.data
+    if data.protocol == "leave_one_domain_out" and data.held_out is None:
+        from ..errors import ConfigError
+
+        raise ConfigError(
+            "data.protocol=leave_one_domain_out trains one workspace per held-out domain: use "
+            "`ensemblecv train` (it runs them all) or set data.held_out=DOMAIN for one of them."
+        )
     if not is_rank_zero():
         wait_for(ws.is_prepared, f"preparing the workspace {ws.root}")
     if ws.is_prepared():
