@@ -132,11 +132,17 @@ def is_lodo_workspace(root: str | Path) -> bool:
     return (Path(root) / PROTOCOL_FILE).is_file()
 
 
+def protocol_domains(root: str | Path) -> list[str]:
+    """The domains of a protocol workspace, in order (every one is held out once)."""
+    return list(json.loads((Path(root) / PROTOCOL_FILE).read_text(encoding="utf-8"))["domains"])
+
+
 def sub_workspaces(root: str | Path) -> dict[str, Path]:
-    """Held-out domain → its sub-workspace folder, in the protocol's domain order."""
+    """Held-out domain → its sub-workspace folder (those that exist), in the protocol's order."""
     root = Path(root)
-    info = json.loads((root / PROTOCOL_FILE).read_text(encoding="utf-8"))
-    return {d: root / "domains" / d for d in info["domains"] if (root / "domains" / d).is_dir()}
+    return {
+        d: root / "domains" / d for d in protocol_domains(root) if (root / "domains" / d).is_dir()
+    }
 
 
 def build_lodo_ensembles(

@@ -27,7 +27,7 @@ def domain_table(root: str | Path) -> pd.DataFrame:
     ``average`` is over held-out domains (NaN unless the row has every domain);
     ``train_cv`` is the mean honest CV accuracy on the training domains.
     """
-    from .protocol import sub_workspaces
+    from .protocol import protocol_domains, sub_workspaces
 
     subs = sub_workspaces(root)
     test, cv, kinds, selected, oracle = {}, {}, {}, {}, {}
@@ -44,7 +44,9 @@ def domain_table(root: str | Path) -> pd.DataFrame:
             kinds[r["name"]] = r["kind"]
         selected[domain] = float(board.loc[0, "test_accuracy"])  # leaderboards are ranked
         oracle[domain] = float(board["test_accuracy"].max())
-    domains = [d for d in subs if d in selected]
+    # Every domain of the protocol is a column; one not trained yet is NaN, and so is the
+    # average of any row that lacks a domain (an average over fewer domains misleads).
+    domains = protocol_domains(root)
     rows = []
     for name, per in test.items():
         rows.append(
