@@ -4,7 +4,7 @@ Read from the sub-workspaces' leaderboards (``test_accuracy`` there is the accur
 on that sub-experiment's unseen domain), so it never retrains. Two labelled extra
 rows: ``selected (training-domain val.)`` — per held-out domain, the run or ensemble
 ranked first on training-domain out-of-fold accuracy, which is the honest number —
-and ``oracle (test-domain selection)``, the best one per domain chosen by looking at
+and ``oracle (test-domain selection, upper bound)``, the best one per domain chosen by looking at
 the test domain, an upper bound only.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 SELECTED = "selected (training-domain val.)"
-ORACLE = "oracle (test-domain selection)"
+ORACLE = "oracle (test-domain selection, upper bound)"
 _SEED_SUFFIX = re.compile(r"_r\d+$")
 
 
@@ -90,7 +90,10 @@ def seed_summary(frame: pd.DataFrame) -> pd.DataFrame:
             row[c] = float(np.mean(v))
             row[f"{c}_std"] = float(np.std(v, ddof=1)) if len(v) > 1 else float("nan")
         out.append(row)
-    return pd.DataFrame(out)
+    rank = {"model": 0, "ensemble": 1, "selection": 2, "oracle": 3}
+    frame = pd.DataFrame(out)
+    order = sorted(range(len(frame)), key=lambda i: (rank.get(out[i]["kind"], 4), out[i]["family"]))
+    return frame.iloc[order].reset_index(drop=True)
 
 
 def _cell(mean: float, std: float) -> str:
@@ -119,10 +122,11 @@ def print_domain_table(frame: pd.DataFrame, console=None, title: str | None = No
     cols = [c for c in summary.columns if c not in ("family", "kind", "seeds") and
             not c.endswith("_std")]  # fmt: skip
     table = Table(title=title or "Leave-one-domain-out accuracy (%) on each held-out domain")
-    table.add_column("run / ensemble", no_wrap=True)
-    table.add_column("seeds", justify="right")
+    # Numbers never wrap or truncate; long names fold (an 80-column terminal fits 4 domains).
+    table.add_column("run / ensemble", max_width=22, overflow="fold")
+    table.add_column("n", justify="right", min_width=1)
     for c in cols:
-        table.add_column(c, justify="right", no_wrap=True)
+        table.add_column(c, justify="right", no_wrap=True, min_width=len("88.8±8.8"))
     for cells in format_summary(summary):
         table.add_row(*cells)
     console.print(table)
