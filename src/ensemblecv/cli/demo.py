@@ -16,7 +16,7 @@ def demo(
     fast: bool = typer.Option(
         False,
         help="classify: 5,000 training images, 2,000 test images, 4 epochs (about 3.5 minutes "
-        "on 2 CPU cores); domains: 150 images per domain, 2 folds, 4 epochs.",
+        "on 2 CPU cores); domains: 150 images per domain, 2 folds, 4 epochs (about 4.3 CPU-minutes).",
     ),
     task: str = typer.Option(
         "classify",
