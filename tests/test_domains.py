@@ -453,3 +453,38 @@ def test_audit_reports_per_domain_and_warns_about_missing_classes(tmp_path):
     assert codes.count("missing_domain_classes") == 1
     assert (tmp_path / "audit" / "plots" / "sample_grid_art.png").is_file()
     assert "<h2>Domains</h2>" in result.html_path.read_text(encoding="utf-8")
+
+
+def test_training_with_coral_crossdomain_mixstyle_and_swa_saves_the_average(tmp_path):
+    """One real fold with every option: best.ckpt holds the callback's averaged weights."""
+    from ensemblecv.domains import held_out_config
+    from ensemblecv.training.inputs import prepare_inputs
+    from ensemblecv.training.runner import train_fold
+
+    cfg = load_config(
+        None,
+        [
+            "train.algorithm=coral",
+            "model.mixstyle.mix=crossdomain",
+            "model.mixstyle.p=1.0",
+            "train.weight_averaging.start=0",
+            "train.epochs=2",
+        ],
+        base=_lodo_config(tmp_path / "lodo").model_dump(),
+    )
+    sub = held_out_config(cfg, "photo")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        inputs = prepare_inputs(sub, progress=False)
+    run_dir = inputs.workspace.run_dir("erm")
+    run_dir.mkdir(parents=True)
+    result = train_fold(sub, inputs, 0, run_dir, False, False)
+    assert result.status == "done" and np.isfinite(result.val_loss)
+    best = torch.load(run_dir / "fold_0" / "best.ckpt", map_location="cpu", weights_only=False)
+    (state,) = [v for k, v in best["callbacks"].items() if "WeightAveraging" in k]
+    assert state["count"] == best["global_step"] >= 4  # every optimizer step averaged
+    for name, avg in state["average"].items():
+        torch.testing.assert_close(best["state_dict"][name], avg, rtol=0, atol=0)
+    last = torch.load(run_dir / "fold_0" / "last.ckpt", map_location="cpu", weights_only=False)
+    conv = "model.stages.0.conv.weight"
+    assert not torch.equal(best["state_dict"][conv], last["state_dict"][conv])
