@@ -22,6 +22,5 @@ from .store import PredictionStore
 __all__ = [
     "EnsembleSelection", "GeometricMean", "HardVoting", "PredictionStore", "SoftVoting", "Stacking",
     "WeightedAverage", "accuracy", "balanced_accuracy", "build_ensembles", "build_named_ensemble",
-    "get_method",
-    "list_methods", "load_spec", "log_loss", "nested_oof",
+    "get_method", "list_methods", "load_spec", "log_loss", "nested_oof",
 ]  # fmt: skip
