@@ -303,7 +303,9 @@ def test_unparseable_csv(csv_root):
 def test_unknown_dataset_lists_builtins(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(
-        DataError, match=r"'no-such-data' not found.*built-in dataset \(digits, fashion-mnist\)"
+        DataError,
+        match=r"'no-such-data' not found.*built-in dataset \(digits, digits-domains, "
+        r"fashion-mnist, fashion-mnist-domains\)",
     ):
         load_samples("no-such-data")
 

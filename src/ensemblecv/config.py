@@ -79,6 +79,31 @@ class DataConfig(_Strict):
     cache_ram_mb: int = Field(
         4096, ge=0, description="keep decoded, resized images in RAM when they fit (0 = never)"
     )
+    layout: Literal["imagefolder", "domains"] = Field(
+        "imagefolder",
+        description="folder layout: ROOT/CLASS/image (imagefolder) or ROOT/DOMAIN/CLASS/image",
+    )
+    protocol: Literal["kfold", "leave_one_domain_out"] = Field(
+        "kfold",
+        description="kfold | leave_one_domain_out (each domain in turn is the unseen test set)",
+    )
+    held_out: str | None = Field(
+        None,
+        description="the unseen test domain of one leave-one-domain-out sub-experiment",
+    )
+
+
+class MixStyleConfig(_Strict):
+    """MixStyle (Zhou et al., 2021): mix instance feature statistics after some stages."""
+
+    p: float = Field(0.5, ge=0, le=1, description="probability per batch")
+    alpha: float = Field(0.1, gt=0, description="Beta(alpha, alpha) mixing weights")
+    mix: Literal["random", "crossdomain"] = "random"
+    stages: list[int] | None = Field(
+        None,
+        min_length=1,
+        description="1-based stages to mix after (None = every stage but the last, at most 3)",
+    )
 
 
 class ModelConfig(_Strict):
@@ -126,6 +151,10 @@ class ModelConfig(_Strict):
             raise ValueError(f"these are set elsewhere: {', '.join(clash)}")
         return v
 
+    mixstyle: MixStyleConfig | None = Field(
+        None, description="{p, alpha, mix: random|crossdomain, stages: [1, 2, 3]}"
+    )
+
 
 class EarlyStoppingConfig(_Strict):
     monitor: str = Field(
@@ -138,6 +167,19 @@ class EarlyStoppingConfig(_Strict):
         None, description="default: min for loss, max for acc and mAP"
     )
     min_delta: float = Field(0.0, ge=0)
+
+
+class WeightAveragingConfig(_Strict):
+    """Average the weights over training (SWA / SWAD-style, or EMA), then recompute BatchNorm."""
+
+    method: Literal["swa", "ema"] = "swa"
+    start: float = Field(
+        0.5, ge=0, lt=1, description="fraction of the epochs after which averaging starts"
+    )
+    decay: float = Field(0.999, gt=0, lt=1, description="EMA decay per optimizer step")
+    bn_batches: int | None = Field(
+        None, ge=1, description="training batches to recompute BatchNorm statistics (None = all)"
+    )
 
 
 class TrainConfig(_Strict):
@@ -178,6 +220,18 @@ class TrainConfig(_Strict):
         ge=1,
         le=100,
         description="train N members (runs NAME_r0..), differing in seed and bootstrap sample",
+    )
+    algorithm: Literal["erm", "coral"] = Field(
+        "erm", description="erm | coral (align feature covariances across training domains)"
+    )
+    coral_weight: float = Field(1.0, ge=0, description="weight of the CORAL penalty")
+    domain_batches: bool | None = Field(
+        None,
+        description="batches with equal shares of each domain (None = on for coral and "
+        "crossdomain MixStyle)",
+    )
+    weight_averaging: WeightAveragingConfig | None = Field(
+        None, description="{method: swa|ema, start: 0.5, decay: 0.999}"
     )
     tta: list[Literal["hflip"]] = Field(
         default_factory=list,

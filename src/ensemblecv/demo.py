@@ -10,8 +10,12 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ._registry import Registry
 from .config import ExperimentConfig, load_config
 from .data import builtin
+
+#: One demo per task; a detection or segmentation demo registers here too.
+_demos: Registry = Registry("demo task")
 
 DEMO_MODELS = ("mnist_cnn", "cnn_small", "resnet_mini")
 
@@ -74,6 +78,15 @@ def demo_configs(
         }
         configs.append(load_config(None, [], base=base))
     return configs
+
+
+def run_task_demo(task: str, workspace: Path, **kwargs):
+    """``ensemblecv demo --task TASK``: the demo registered for ``task`` (default classify)."""
+    return _demos.get(task)(workspace, **kwargs)
+
+
+def list_demo_tasks() -> list[str]:
+    return _demos.names()
 
 
 def run_demo(
@@ -143,3 +156,15 @@ def run_demo(
         "best_single": best_single["name"],
         "best_single_test_accuracy": single_acc,
     }
+
+
+@_demos.register("classify")
+def _classify_demo(workspace: Path, **kwargs):
+    return run_demo(workspace, **kwargs)
+
+
+@_demos.register("domains")
+def _domains_demo(workspace: Path, **kwargs):
+    from .domains.demo import run_domains_demo
+
+    return run_domains_demo(workspace, **kwargs)

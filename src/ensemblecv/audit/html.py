@@ -306,8 +306,11 @@ def render_html(audit: dict, images: dict[str, bytes]) -> str:
     """The whole page for ``audit`` (as from :func:`compute_audit`) and PNGs keyed by plot name.
 
     Known keys of ``images``: ``class_counts``, ``size_scatter``, ``aspect_ratio``,
-    ``brightness_contrast``, ``sample_grid``; a missing key just omits the figure.
+    ``brightness_contrast``, ``sample_grid``, ``sample_grid_<domain>``; a missing key
+    just omits the figure.
     """
+    from .domains import domains_html  # it imports this module's helpers
+
     sections = [
         f'<h1>Dataset audit</h1><p>Source: <span class="path">{_e(audit["source"])}</span></p>',
         _summary(audit),
@@ -320,6 +323,7 @@ def render_html(audit: dict, images: dict[str, bytes]) -> str:
         _bad_files(audit),
         _ignored(audit),
         _grid(audit, images),
+        domains_html(audit, images),
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -33,6 +33,7 @@ from ..data.samples import SampleTable, load_samples
 from ..data.scan import ScanResult, scan_table
 from . import plots
 from .compute import compute_audit
+from .domains import add_domain_audit, domain_grids
 from .html import render_html
 
 
@@ -83,6 +84,7 @@ def _figures(scan: ScanResult, audit: dict, per_class: int) -> dict[str, bytes]:
             "n_images": selection.n_images,
         }
         images["sample_grid"] = plots.sample_grid_png(selection, per_class)
+    images.update(domain_grids(scan, per_class))
     return images
 
 
@@ -111,6 +113,7 @@ def run_audit(
     progress: bool = True,
     console: Console | None = None,
     dedup: str | os.PathLike | None = None,
+    layout: str = "imagefolder",
 ) -> AuditResult:
     """Audit ``data`` (folder, CSV, built-in name, a loaded table or a scan) into ``out_dir``.
 
@@ -119,6 +122,8 @@ def run_audit(
     dataset — only the per-file statistics table does (a few hundred bytes a file).
     A :class:`ScanResult` is audited as is, so a caller that already decoded
     every file (``demo``, workspace preparation) does not decode twice.
+    ``layout="domains"`` reads a folder as ``ROOT/DOMAIN/CLASS/image`` and adds a
+    per-domain section (see :mod:`.domains`).
     """
     console = console or Console(stderr=True)
     out_dir = Path(out_dir)
@@ -128,11 +133,12 @@ def run_audit(
     if isinstance(data, ScanResult):
         scan = data
     else:
-        table = data if isinstance(data, SampleTable) else load_samples(data)
+        table = data if isinstance(data, SampleTable) else load_samples(data, layout=layout)
         scan = _scan(table, workers, progress, console)
         timing["scan_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     audit = compute_audit(scan, min_per_class=min_per_class)
+    add_domain_audit(audit, scan)
     if dedup is not None:
         _add_cleaning_forecast(audit, scan, dedup, min_per_class)
     timing["compute_s"] = time.perf_counter() - t1

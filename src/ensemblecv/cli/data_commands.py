@@ -81,11 +81,15 @@ def audit(
         None,
         help="An `ensemblecv dedup` output: warn about classes cleaning would leave too small.",
     ),
+    layout: str = typer.Option(
+        "imagefolder", help="imagefolder (ROOT/CLASS/image) | domains (ROOT/DOMAIN/CLASS/image)."
+    ),
 ) -> None:
     """Analyse a dataset: class balance, sizes, modes, brightness, mean/std, duplicates, bad files.
 
     A detection dataset (YOLO, COCO, VOC, LabelMe) gets the detection audit:
     boxes per class and image, box sizes, bad labels, a grid with boxes drawn.
+    Multi-domain data (``--layout domains``) is also audited per domain.
     """
     from ..tasks.detect.read import detect_format
 
@@ -110,6 +114,7 @@ def audit(
         progress=True,
         console=console,
         dedup=dedup,
+        layout=layout,
     )
     summarize(result.audit, console)
 

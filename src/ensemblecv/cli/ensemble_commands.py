@@ -42,8 +42,27 @@ def ensemble(
     metric: str = typer.Option("accuracy", help="accuracy | balanced_accuracy | log_loss"),
     runs: str | None = typer.Option(None, help="Only these runs (comma-separated)."),
 ) -> None:
-    """Fit ensembles on out-of-fold predictions; write leaderboard.csv and ensembles/*.yaml."""
+    """Fit ensembles on out-of-fold predictions; write leaderboard.csv and ensembles/*.yaml.
+
+    On a leave-one-domain-out workspace: in every held-out domain's sub-workspace, then
+    the domain table (domains.csv).
+    """
+    from ..domains import build_lodo_ensembles, is_lodo_workspace, print_domain_table
     from ..ensemble import build_ensembles
+
+    if is_lodo_workspace(workspace):
+        frame = build_lodo_ensembles(
+            workspace,
+            methods=methods.split(",") if methods else None,
+            metric=metric,
+            runs=runs.split(",") if runs else None,
+        )
+        print_domain_table(frame, console)
+        console.print(
+            f"Wrote {workspace / 'domains.csv'}, {workspace / 'leaderboard.csv'} and each "
+            f"held-out domain's leaderboard under {workspace / 'domains'}/"
+        )
+        return
 
     board = build_ensembles(
         workspace,

@@ -40,11 +40,15 @@ FASHION_MNIST_CLASSES = [
 
 @dataclass(frozen=True)
 class ArraySplit:
-    """One split of a built-in dataset: images (N, H, W) uint8 and integer labels."""
+    """One split of a built-in dataset: images (N, H, W) or (N, H, W, 3) uint8 and integer labels.
+
+    ``domains`` (one name per image) marks a multi-domain set.
+    """
 
     images: np.ndarray
     labels: np.ndarray
     classes: list[str]
+    domains: np.ndarray | None = None
 
 
 _datasets: Registry = Registry("built-in dataset")
@@ -165,6 +169,33 @@ def _digits(split: str) -> ArraySplit:
     )
     idx = np.sort(idx_train if split == "train" else idx_test)
     return ArraySplit(images[idx], bunch.target[idx].astype(np.int64), [str(i) for i in range(10)])
+
+
+def _styled(base: str, split: str, per_domain: int, upscale: int = 1) -> ArraySplit:
+    from .domain_styles import render_domains
+
+    data = load_split(base, split)
+    images, labels, domains = render_domains(
+        data.images, data.labels, per_domain, seed=0 if split == "train" else 1, upscale=upscale
+    )
+    return ArraySplit(images, labels, list(data.classes), domains)
+
+
+@_datasets.register("fashion-mnist-domains")
+def _fashion_mnist_domains(split: str) -> ArraySplit:
+    """Fashion-MNIST in four styles (photo, inverted, colour, sketch) as domains, 28×28 RGB.
+
+    1,500 images per domain in ``train`` (500 in ``test``), each source image in one
+    style only; see :mod:`.domain_styles`.
+    """
+    return _styled("fashion-mnist", split, 1500 if split == "train" else 500)
+
+
+@_datasets.register("digits-domains")
+def _digits_domains(split: str) -> ArraySplit:
+    """scikit-learn's digits (upscaled to 16×16) in the same four styles, for machines
+    without Fashion-MNIST."""
+    return _styled("digits", split, 10_000, upscale=2)
 
 
 def virtual_path(name: str, split: str, index: int) -> str:

@@ -9,7 +9,8 @@ Columns of :attr:`SampleTable.frame`:
 ``label``      integer class index into :attr:`SampleTable.classes`, -1 if unlabelled;
 ``class_name`` class name, or None if unlabelled;
 ``group``      samples that must stay in one fold (None = the sample alone);
-``row``        position in the source (CSV row order is kept for submissions).
+``row``        position in the source (CSV row order is kept for submissions);
+``domain``     only in multi-domain data (see :mod:`.domains`): the sample's domain.
 """
 
 from __future__ import annotations
@@ -74,14 +75,24 @@ class SampleTable:
         )
 
 
-def load_samples(source: str | os.PathLike) -> SampleTable:
-    """Build the sample table from a folder, a CSV index or a built-in dataset name."""
+def load_samples(source: str | os.PathLike, layout: str = "imagefolder") -> SampleTable:
+    """Build the sample table from a folder, a CSV index or a built-in dataset name.
+
+    ``layout="domains"`` reads a folder as ``ROOT/DOMAIN/CLASS/image``; the default
+    ImageFolder reader would take the domains for classes.
+    """
+    if layout not in ("imagefolder", "domains"):
+        raise DataError(f"Unknown data layout {layout!r}; choose imagefolder or domains.")
     text = str(source)
     parsed = builtin.parse_builtin(text)
     if parsed is not None:
         return from_builtin(*parsed)
     path = Path(text).expanduser()
     if path.is_dir():
+        if layout == "domains":
+            from .domains import from_domain_folder
+
+            return from_domain_folder(path)
         return from_folder(path)
     if path.is_file() and path.suffix.lower() in (".csv", ".tsv"):
         return from_csv(path)
@@ -109,6 +120,8 @@ def from_builtin(name: str, split: str = "train") -> SampleTable:
             "row": np.arange(n),
         }
     )
+    if data.domains is not None:
+        frame["domain"] = pd.Series(list(data.domains), dtype=object)
     return SampleTable(frame, list(data.classes), f"{name}:{split}")
 
 
@@ -177,7 +190,7 @@ def from_folder(root: str | os.PathLike) -> SampleTable:
 
 
 def from_csv(csv_path: str | os.PathLike) -> SampleTable:
-    """CSV index: ``image_path`` plus ``class_name`` and/or ``target``; optional ``group``.
+    """CSV index: ``image_path`` plus ``class_name`` and/or ``target``; optional ``group``, ``domain``.
 
     Paths are relative to the CSV's folder and must stay inside it. Every other
     column (``ID`` ...) is kept in :attr:`SampleTable.extra` for submissions.
@@ -233,7 +246,15 @@ def from_csv(csv_path: str | os.PathLike) -> SampleTable:
             "row": np.arange(len(df)),
         }
     )
-    label_cols = {"image_path", "class_name", "target", "group"}
+    if "domain" in df.columns:
+        domain = df["domain"].str.strip()
+        empty = (domain == "").to_numpy()
+        if empty.any():
+            raise DataError(
+                f"{csv_path}: empty domain on line(s):\n{format_list([f'line {ln}' for ln in line[empty]])}"
+            )
+        frame["domain"] = pd.Series(list(domain), dtype=object)
+    label_cols = {"image_path", "class_name", "target", "group", "domain"}
     extra = df[[c for c in df.columns if c not in label_cols]].reset_index(drop=True)
     return SampleTable(frame, classes, str(csv_path), root, [], extra)
 

@@ -4,7 +4,7 @@ The estimator names and signatures here are a public contract (scikit-learn
 style: ``fit(probas, y)`` returns self, learned attributes end in ``_``).
 """
 
-from .build import build_ensembles, load_spec
+from .build import build_ensembles, build_named_ensemble, load_spec
 from .leaderboard import nested_oof
 from .methods import (
     EnsembleSelection,
@@ -21,6 +21,6 @@ from .store import PredictionStore
 
 __all__ = [
     "EnsembleSelection", "GeometricMean", "HardVoting", "PredictionStore", "SoftVoting", "Stacking",
-    "WeightedAverage", "accuracy", "balanced_accuracy", "build_ensembles", "get_method",
-    "list_methods", "load_spec", "log_loss", "nested_oof",
+    "WeightedAverage", "accuracy", "balanced_accuracy", "build_ensembles", "build_named_ensemble",
+    "get_method", "list_methods", "load_spec", "log_loss", "nested_oof",
 ]  # fmt: skip

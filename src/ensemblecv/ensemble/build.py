@@ -127,3 +127,50 @@ def load_spec(workspace: str | Path, name: str = "best") -> dict:
             f"No ensemble {name!r} in {workspace}. Available: {', '.join(available) or 'none (run `ensemblecv ensemble`)'}."
         )
     return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def build_named_ensemble(
+    workspace: str | Path,
+    name: str,
+    method: str,
+    members: list[str],
+    metric: str = "accuracy",
+) -> pd.DataFrame:
+    """Fit ``method`` on the OOF predictions of ``members`` only, as the ensemble ``name``.
+
+    For ensembles of a chosen family, e.g. the weight-averaged runs of every seed
+    (an *ensemble of averages*). Adds (or replaces) its row in ``leaderboard.csv`` and
+    writes ``ensembles/<name>.yaml``; returns the re-ranked leaderboard.
+    """
+    store = PredictionStore(workspace)
+    missing = [m for m in members if m not in store.names]
+    if missing:
+        raise EnsembleCVError(
+            f"Ensemble {name!r}: run(s) {missing} are not finished in {store.workspace.root}; "
+            f"finished: {', '.join(store.names) or 'none'}."
+        )
+    if name in store.names or name == "best" or name in list_methods():
+        raise EnsembleCVError(f"Ensemble name {name!r} collides with a run or method name.")
+    result = fit_method(store, method, metric, list(members))
+    row = dict(ensemble_row(result), name=name)
+    out = store.workspace.root
+    board_path = out / "leaderboard.csv"
+    board = pd.read_csv(board_path) if board_path.is_file() else pd.DataFrame()
+    if len(board):
+        board = board[board["name"] != name]
+    board = rank(pd.concat([board, pd.DataFrame([row])], ignore_index=True), metric)
+    board.to_csv(board_path, index=False)
+    ens_dir = out / "ensembles"
+    ens_dir.mkdir(exist_ok=True)
+    spec = _spec(
+        name, method, result.params, result.members, result.weights, _scores_of(row), members
+    )
+    atomic_write_text(
+        ens_dir / f"{name}.yaml", yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
+    )
+    if board.loc[0, "name"] == name:
+        atomic_write_text(
+            ens_dir / "best.yaml",
+            yaml.safe_dump(dict(spec, alias="best"), sort_keys=False, allow_unicode=True),
+        )
+    return board

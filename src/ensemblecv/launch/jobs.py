@@ -54,6 +54,7 @@ def plan_jobs(
     sample and fold tables, so they cannot race to write them.
     """
     from ..data.folds import load_folds
+    from ..domains.protocol import expand_lodo
     from ..tasks import resolve_config
     from ..training.inputs import open_workspace
     from ..training.runner import bag_members, fold_plan
@@ -61,7 +62,7 @@ def plan_jobs(
     jobs: list[Job] = []
     names: dict[tuple[str, str], int] = {}
     # Jobs carry resolved configs: every worker trains (and saves) the same image size.
-    configs = [resolve_config(c) for c in configs]
+    configs = [resolve_config(c) for c in expand_lodo(configs)]
     for i, config in enumerate(configs):
         ws = open_workspace(config, progress=progress)
         n_folds = int(load_folds(ws.folds_path)["fold"].max()) + 1

@@ -14,12 +14,17 @@ from .input_size import (
     resolve_inputs,
     smallest_image_size,
 )
+from .mixstyle import MixStyle, attach_mixstyle, mix_statistics, stage_modules
 from .small_cnns import BUILTIN_MODELS
 
 __all__ = [
     "BATCHNORM_POLICIES",
     "BUILTIN_MODELS",
     "LoadReport",
+    "MixStyle",
+    "attach_mixstyle",
+    "mix_statistics",
+    "stage_modules",
     "apply_batchnorm_policy",
     "check_image_size",
     "create_model",

@@ -118,6 +118,10 @@ def create_model(
         raise error from exc
     if isinstance(source, Path):
         load_weights(model, source)
+    if cfg.mixstyle is not None:  # domain generalisation: see models/mixstyle.py
+        from .mixstyle import attach_mixstyle
+
+        attach_mixstyle(model, **cfg.mixstyle.model_dump())
     if cfg.freeze:
         freeze(model, cfg.freeze)
     touched = apply_batchnorm_policy(model, cfg.batchnorm)

@@ -43,8 +43,9 @@ class Task(Protocol):
         """The config with what it leaves to the model settled (e.g. the input size) and
         checked, before any data is read; what the run saves. Idempotent."""
 
-    def source_id(self, path: str) -> str:
-        """How a workspace records ``data.train``, to refuse a different dataset later."""
+    def source_id(self, data: Any) -> str:
+        """How a workspace records ``data.train`` (``data``: the DataConfig), to refuse a
+        different dataset later."""
 
     def create_workspace(self, config: Any, root: Path, progress: bool) -> Any:
         """Read the annotations, scan, make the fold table (stratified on the task's key)."""

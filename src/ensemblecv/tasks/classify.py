@@ -22,10 +22,11 @@ class ClassifyTask:
 
         return resolve_inputs(config)
 
-    def source_id(self, path: str) -> str:
+    def source_id(self, data) -> str:
         from ..data.samples import load_samples
+        from ..training.inputs import data_layout
 
-        return load_samples(path).source
+        return load_samples(data.train, layout=data_layout(data)).source
 
     def create_workspace(self, config, root: Path, progress: bool):
         from ..training.inputs import create_classify_workspace

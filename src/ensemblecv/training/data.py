@@ -152,6 +152,41 @@ class SeededSampler(Sampler):
             yield int(pos), (base + k) & 0x7FFFFFFF
 
 
+class DomainBalancedSampler(SeededSampler):
+    """Like :class:`SeededSampler`, but every run of ``batch_size`` items holds (near-)equal
+    shares of each domain — what CORAL and cross-domain MixStyle need in every batch.
+
+    Each domain is shuffled from (seed, epoch, domain) and dealt out in turn; a domain
+    that runs out starts over with a fresh shuffle, so an epoch still has ``n`` items
+    and smaller domains are seen a little more often (as in DomainBed's per-domain
+    loaders).
+    """
+
+    def __init__(
+        self, domains: np.ndarray, batch_size: int, seed: int, counts: np.ndarray | None = None
+    ) -> None:
+        super().__init__(len(domains), seed, True, counts)
+        self.domain_of = np.asarray(domains)[self.positions]
+        self.batch_size = batch_size
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        codes = np.unique(self.domain_of)
+        pools = [self.positions[self.domain_of == c] for c in codes]
+        rngs = [np.random.default_rng(mix_seed(self.seed, self.epoch, 3, int(c))) for c in codes]
+        queues = [list(r.permutation(p)) for r, p in zip(rngs, pools)]
+        order: list[int] = []
+        turn = 0
+        while len(order) < len(self.positions):
+            k = turn % len(codes)
+            if not queues[k]:
+                queues[k] = list(rngs[k].permutation(pools[k]))
+            order.append(int(queues[k].pop()))
+            turn += 1
+        base = mix_seed(self.seed, self.epoch, 1)
+        for k, pos in enumerate(order):
+            yield pos, (base + k) & 0x7FFFFFFF
+
+
 def make_loader(
     dataset: RowsDataset,
     batch_size: int,
@@ -162,8 +197,10 @@ def make_loader(
     counts: np.ndarray | None = None,
     replicas: int = 1,
     collate_fn: Callable | None = None,
+    domains: np.ndarray | None = None,
 ) -> DataLoader:
-    """``counts`` (per position) repeats rows, for bootstrap resamples.
+    """``counts`` (per position) repeats rows, for bootstrap resamples; ``domains``
+    (per position) makes training batches domain-balanced (:class:`DomainBalancedSampler`).
 
     ``replicas``: DDP processes the loader will be sharded over, each getting
     ``ceil(n / replicas)`` items; the last-batch rule below applies to that share.
@@ -171,6 +208,8 @@ def make_loader(
     """
     share = math.ceil(len(dataset) / replicas)
     sampler = SeededSampler(len(dataset), seed, shuffle=train, counts=counts) if train else None
+    if train and domains is not None:
+        sampler = DomainBalancedSampler(domains, batch_size, seed, counts=counts)
     return DataLoader(
         dataset,
         batch_size=batch_size,

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import ExperimentConfig
+from ..data.domains import DOMAIN_COLUMN, domain_split, has_domains, list_domains
 from ..data.samples import SampleTable, load_samples
 from ..data.scan import exclude_bad, scan_table
 from ..errors import DataError
@@ -40,6 +41,9 @@ class RunInputs:
     test_table: SampleTable | None = None
     test_source: ImageSource | None = None
     test_targets: np.ndarray | None = None
+    #: Domain names (sorted) and each row's index into them, for multi-domain data.
+    domains: list[str] | None = None
+    domain_codes: np.ndarray | None = None
 
 
 def _progress(enabled: bool, label: str, total: int):
@@ -56,6 +60,43 @@ def limited(table: SampleTable, limit: int | None) -> SampleTable:
 
     keep = balanced_subset(table.frame["label"].to_numpy(), limit)
     return table.subset(np.isin(np.arange(len(table)), keep))
+
+
+def data_layout(data) -> str:
+    """The folder layout to read ``data.train`` with: the protocol implies ``domains``."""
+    return "domains" if data.protocol == "leave_one_domain_out" else data.layout
+
+
+def load_training_table(data) -> SampleTable:
+    """``data.train`` as read with its layout, limited; without ``data.held_out``'s domain.
+
+    ``data.limit`` applies before the split, so every held-out sub-experiment of a
+    leave-one-domain-out protocol draws from the same images.
+    """
+    table = limited(load_samples(data.train, layout=data_layout(data)), data.limit)
+    if data.held_out is not None:
+        table = domain_split(table, data.held_out)[0]
+    return table
+
+
+def held_out_table(data) -> SampleTable:
+    """The unseen test domain ``data.held_out`` of ``data.train`` (``data.test_limit`` applied)."""
+    table = limited(load_samples(data.train, layout=data_layout(data)), data.limit)
+    return limited(domain_split(table, data.held_out)[1], data.test_limit)
+
+
+def _note_protocol(table: SampleTable, data) -> None:
+    """Said once, when a workspace is made: domains without the protocol train as before."""
+    if has_domains(table) and data.protocol == "kfold":
+        import warnings
+
+        warnings.warn(
+            f"This data has domains ({', '.join(list_domains(table))}); they are pooled into "
+            "ordinary K-fold cross-validation. For domain generalisation set "
+            "data.protocol=leave_one_domain_out (docs/domains.md).",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def open_workspace(config: ExperimentConfig, progress: bool = True) -> Workspace:
@@ -76,6 +117,13 @@ def open_workspace(config: ExperimentConfig, progress: bool = True) -> Workspace
     ws = Workspace(Path(config.workspace))
     data = config.data
     task = get_task(config.task)
+    if data.protocol == "leave_one_domain_out" and data.held_out is None:
+        from ..errors import ConfigError
+
+        raise ConfigError(
+            "data.protocol=leave_one_domain_out trains one workspace per held-out domain: use "
+            "`ensemblecv train` (it runs them all) or set data.held_out=DOMAIN for one of them."
+        )
     if not is_rank_zero():
         wait_for(ws.is_prepared, f"preparing the workspace {ws.root}")
     if ws.is_prepared():
@@ -86,7 +134,7 @@ def open_workspace(config: ExperimentConfig, progress: bool = True) -> Workspace
                 f"Workspace {ws.root} holds a {made_for!r} dataset, but the config says "
                 f"task: {config.task}; use a new workspace for another task."
             )
-        source = task.source_id(data.train)
+        source = task.source_id(data)
         if info.get("source") not in (None, source):
             raise DataError(
                 f"Workspace {ws.root} was made from {info['source']!r}, but data.train is {source!r}. "
@@ -104,7 +152,8 @@ def open_workspace(config: ExperimentConfig, progress: bool = True) -> Workspace
 def create_classify_workspace(config: ExperimentConfig, root: Path, progress: bool) -> Workspace:
     """Classification: sample table from a folder/CSV/built-in, scanned, class-stratified folds."""
     data = config.data
-    table = limited(load_samples(data.train), data.limit)
+    table = load_training_table(data)
+    _note_protocol(table, data)
     with _progress(progress, "scan", len(table)) as advance:
         scan = scan_table(table, progress=advance)
     return prepare_workspace(
@@ -121,8 +170,14 @@ def create_classify_workspace(config: ExperimentConfig, root: Path, progress: bo
 def _load_test(
     config: ExperimentConfig, classes: list[str], progress: bool
 ) -> tuple[SampleTable, np.ndarray]:
-    """The test table (bad files excluded, listed) and targets mapped to the workspace classes."""
-    table = limited(load_samples(config.data.test), config.data.test_limit)
+    """The test table (bad files excluded, listed) and targets mapped to the workspace classes.
+
+    Under leave-one-domain-out the test set is the held-out domain of ``data.train``.
+    """
+    if config.data.held_out is not None:
+        table = held_out_table(config.data)
+    else:
+        table = limited(load_samples(config.data.test), config.data.test_limit)
     with _progress(progress, "scan test", len(table)) as advance:
         scan = scan_table(table, progress=advance)
     table = exclude_bad(
@@ -206,7 +261,16 @@ def prepare_classify_inputs(config: ExperimentConfig, progress: bool = True) -> 
     )
     if data.exclude:
         inputs.train_mask = exclusion_mask(Path(data.exclude), table.frame["sample_id"].to_numpy())
-    if data.test:
+    if DOMAIN_COLUMN in table.frame.columns and has_domains(table):
+        inputs.domains = list_domains(table)
+        codes = {d: i for i, d in enumerate(inputs.domains)}
+        inputs.domain_codes = table.frame[DOMAIN_COLUMN].map(codes).fillna(-1).to_numpy(np.int64)
+    if data.test and data.held_out is not None:
+        raise DataError(
+            f"data.test={data.test!r} and data.held_out={data.held_out!r} are both set; under "
+            "leave-one-domain-out the held-out domain is the test set. Leave data.test unset."
+        )
+    if data.test or data.held_out is not None:
         test_table, test_targets = _load_test(config, table.classes, progress)
         inputs.test_table, inputs.test_targets = test_table, test_targets
         with _progress(progress, "decode test", len(test_table)) as advance:

@@ -103,3 +103,30 @@ def weight_penalty(model: nn.Module, l1: float, l2: float) -> torch.Tensor | Non
             term = term + l2 * p.pow(2).sum()
         total = term if total is None else total + term
     return total
+
+
+def coral_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """DomainBed's CORAL distance between feature sets (n, d) and (m, d):
+    mean squared difference of the means plus of the covariances (unbiased)."""
+    mean_a, mean_b = a.mean(0, keepdim=True), b.mean(0, keepdim=True)
+    ca, cb = a - mean_a, b - mean_b
+    cov_a = ca.t() @ ca / max(len(a) - 1, 1)
+    cov_b = cb.t() @ cb / max(len(b) - 1, 1)
+    return (mean_a - mean_b).pow(2).mean() + (cov_a - cov_b).pow(2).mean()
+
+
+def coral_penalty(features: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+    """Mean CORAL distance over all pairs of domains present in the batch (0 with fewer than 2).
+
+    Domains with a single sample in the batch are skipped: they have no covariance.
+    """
+    present = [d for d in torch.unique(domains) if int((domains == d).sum()) >= 2]
+    feats = features.float()
+    total, pairs = feats.new_zeros(()), 0
+    for i in range(len(present)):
+        for j in range(i + 1, len(present)):
+            total = total + coral_distance(
+                feats[domains == present[i]], feats[domains == present[j]]
+            )
+            pairs += 1
+    return total / pairs if pairs else total

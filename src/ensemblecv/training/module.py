@@ -7,6 +7,7 @@ dict), never modules or datasets, so a checkpoint can be reloaded anywhere.
 from __future__ import annotations
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -57,6 +58,11 @@ class ClassifierModule(pl.LightningModule):
         )
         self.num_classes = num_classes
         self.criterion = build_loss(self.cfg.train)
+        from .algorithms import build_algorithm
+
+        self.algorithm = build_algorithm(self.cfg.train)
+        #: Domain id per workspace row (set by the runner for multi-domain data), not saved.
+        self.domain_of_row: torch.Tensor | None = None
         self.batch_mix = build_batch_mix(self.cfg.augment, num_classes)
         self._mix_generator: torch.Generator | None = None
 
@@ -99,14 +105,24 @@ class ClassifierModule(pl.LightningModule):
         figures). Off with one process, where syncing would be a no-op anyway."""
         return self._trainer is not None and self.trainer.world_size > 1
 
+    def set_domains(self, domain_of_row) -> None:
+        """Domain ids (ints) per workspace row, for CORAL and cross-domain MixStyle."""
+        self.domain_of_row = torch.tensor(np.asarray(domain_of_row), dtype=torch.long)
+
+    def _batch_domains(self, rows) -> torch.Tensor | None:
+        if self.domain_of_row is None or not isinstance(rows, torch.Tensor):
+            return None
+        return self.domain_of_row[rows.cpu()].to(rows.device)
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        x, y, _ = batch
+        x, y, rows = batch
         x = self.normalize(x)
         target = y
         if self.batch_mix is not None:
             x, target = self.batch_mix(x, y, generator=self._mix_generator)
-        logits = self(x)
-        loss = self.criterion(logits, target)
+        logits, loss = self.algorithm.step(
+            self.model, self.criterion, x, target, self._batch_domains(rows)
+        )
         penalty = weight_penalty(self.model, self.cfg.train.l1, self.cfg.train.l2)
         if penalty is not None:
             loss = loss + penalty

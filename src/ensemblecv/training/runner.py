@@ -96,6 +96,10 @@ def train(
     from ..tasks import resolve_config
 
     _quiet_lightning()
+    if config.data.protocol == "leave_one_domain_out" and config.data.held_out is None:
+        from ..domains.protocol import train_lodo  # one sub-experiment per held-out domain
+
+        return train_lodo(config, folds=folds, resume=resume, progress=progress)
     progress = progress and is_rank_zero()  # one set of bars in a DDP launch
     config = resolve_config(config)  # a size the model cannot take fails here, before any data
     inputs = prepare_inputs(config, progress=progress)
@@ -172,6 +176,15 @@ def _callbacks(config: ExperimentConfig, fold_dir: Path, has_val: bool, progress
                 dirpath=fold_dir, filename="best", save_last=True, enable_version_counter=False
             )
         )
+    if config.train.weight_averaging is not None:
+        from .weight_averaging import WeightAveraging
+
+        # After ModelCheckpoint: at the end of training it overwrites best.ckpt with the average.
+        cbs.append(
+            WeightAveraging(
+                config.train.weight_averaging, config.train.epochs, fold_dir / "best.ckpt"
+            )
+        )
     es = config.train.early_stopping
     if es is not None and has_val:
         mode = es.mode or ("min" if es.monitor.endswith("loss") else "max")
@@ -246,6 +259,7 @@ def train_fold(
     spe = steps_per_epoch(len(train_rows), bs, config.train.accumulate_grad_batches)
     task = get_task(config.task)
     module = task.build_module(config, inputs, spe)
+    domains = _domain_batches(config, inputs, module, train_rows)
     pin = torch.cuda.is_available()
     counts = None
     if config.train.bootstrap:
@@ -255,7 +269,15 @@ def train_fold(
     collate = task.collate
     train_ds = task.dataset(inputs, train_rows, train=True)
     train_loader = make_loader(
-        train_ds, bs, seed, True, inputs.workers, pin, counts=counts, collate_fn=collate
+        train_ds,
+        bs,
+        seed,
+        True,
+        inputs.workers,
+        pin,
+        counts=counts,
+        collate_fn=collate,
+        domains=domains,
     )
     val_loader = (
         make_loader(
@@ -303,6 +325,37 @@ def train_fold(
     if logger is not None and hasattr(logger, "finalize"):
         logger.finalize("success")
     return result
+
+
+def _domain_batches(
+    config: ExperimentConfig, inputs: RunInputs, module: pl.LightningModule, train_rows: np.ndarray
+) -> np.ndarray | None:
+    """Give the module the rows' domain ids; return the training rows' ids when batches
+    must be domain-balanced (``train.domain_batches``; default on for CORAL and
+    cross-domain MixStyle), else None."""
+    mix = config.model.mixstyle
+    algorithm = getattr(module, "algorithm", None)  # DG algorithms are classification's
+    needs = bool(algorithm and algorithm.needs_domains) or (
+        mix is not None and mix.mix == "crossdomain"
+    )
+    if getattr(inputs, "domain_codes", None) is None:
+        if needs or config.train.domain_batches:
+            what = (
+                f"train.algorithm={config.train.algorithm}"
+                if algorithm and algorithm.needs_domains
+                else "model.mixstyle.mix=crossdomain"
+                if needs
+                else "train.domain_batches"
+            )
+            raise ConfigError(
+                f"{what} needs domains, but this data has none: use data.layout: domains "
+                "(ROOT/DOMAIN/CLASS/image), a 'domain' column in the CSV index or a built-in "
+                "multi-domain set (fashion-mnist-domains, digits-domains)."
+            )
+        return None
+    module.set_domains(inputs.domain_codes)
+    balanced = config.train.domain_batches if config.train.domain_batches is not None else needs
+    return inputs.domain_codes[train_rows] if balanced else None
 
 
 def _finish_fold(

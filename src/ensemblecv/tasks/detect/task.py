@@ -96,8 +96,8 @@ class DetectTask:
             )
         return config
 
-    def source_id(self, path: str) -> str:
-        return str(Path(path).expanduser().resolve())
+    def source_id(self, data) -> str:
+        return str(Path(data.train).expanduser().resolve())
 
     # ------------------------------------------------------------- workspace
 
@@ -136,7 +136,7 @@ class DetectTask:
         folds["fold"] = folds["fold"].astype(np.int64)
         info = {
             "task": "detect",
-            "source": self.source_id(config.data.train),
+            "source": self.source_id(config.data),
             "format": data.format,
             "folds": config.data.folds,
             "fold_seed": config.data.fold_seed,
