@@ -1,0 +1,46 @@
+"""Bytes of an uploaded image → the uint8 array an exported ensemble takes.
+
+The same two steps as training and ``predict``: the project's one decoder
+(:mod:`ensemblecv.data.imageio`: EXIF orientation, transparency onto white,
+any PIL mode to 1 or 3 channels, truncation and decompression bombs refused
+with a reason) and the project's resize (:func:`ensemblecv.augment.resize_op`:
+stretch, letterbox with the border's median colour, or centre crop, area
+interpolation when shrinking). Nothing here is a second copy of either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data.imageio import MAX_PIXELS, load_image_bytes
+from .graph import InputSpec
+
+
+@dataclass
+class PreparedImage:
+    """A decoded upload: ``original`` (H, W, C) as decoded, ``pixels`` resized for the model."""
+
+    name: str
+    original: np.ndarray
+    pixels: np.ndarray
+
+
+class Preprocessor:
+    """``(bytes, name) -> PreparedImage`` for one :class:`InputSpec`; raises ImageLoadError."""
+
+    def __init__(self, spec: InputSpec, max_pixels: int = MAX_PIXELS) -> None:
+        from ..augment import resize_op
+
+        self.spec = spec
+        self.max_pixels = int(max_pixels)
+        self._resize = resize_op(spec.resize, spec.size)
+
+    def __call__(self, data: bytes, name: str = "upload") -> PreparedImage:
+        image = load_image_bytes(data, self.spec.channels, name, self.max_pixels)
+        return PreparedImage(name, image, self._resize(image))
+
+    def resize(self, image: np.ndarray) -> np.ndarray:
+        """Resize an already decoded (H, W, C) uint8 image."""
+        return self._resize(image)
