@@ -178,6 +178,7 @@ def page_html(info: dict) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <title>ensemblecv · {html.escape(str(info.get("ensemble")))}</title>
 <style>{_CSS}</style></head>
 <body data-pending="0" data-js-errors="">
