@@ -67,6 +67,7 @@ def _pixels(built, paths: list[str]) -> np.ndarray:
     return np.stack([prep(Path(p).read_bytes(), Path(p).name).pixels for p in paths])
 
 
+@pytest.mark.slow  # trains the shared workspace (seconds) once per session
 def test_every_rule_in_torch_equals_predict(ws, predicted):
     from ensemblecv.shipping import build_ensemble
 
@@ -85,6 +86,7 @@ def test_every_rule_in_torch_equals_predict(ws, predicted):
         np.testing.assert_allclose(got.numpy().sum(1), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow  # trains the shared workspace (seconds) once per session
 def test_members_are_fold_models_or_the_refit(ws):
     from ensemblecv.shipping import build_ensemble
 
@@ -103,6 +105,7 @@ def test_members_are_fold_models_or_the_refit(ws):
     }
 
 
+@pytest.mark.slow  # trains the shared workspace (seconds) once per session
 def test_onnx_runtime_equals_predict(tmp_path_factory, ws, predicted):
     import onnxruntime as ort
 
@@ -133,6 +136,7 @@ def test_onnx_runtime_equals_predict(tmp_path_factory, ws, predicted):
         )
 
 
+@pytest.mark.slow  # trains the shared workspace (seconds) once per session
 def test_standalone_script_equals_predict(tmp_path_factory, predicted):
     path, _ = exported(tmp_path_factory, "stacking")
     script = path.with_name("predict_onnx.py")
@@ -203,6 +207,7 @@ def test_standalone_preprocessing_equals_ensemblecv(tmp_path, resize):
                 np.testing.assert_array_equal(got, want, err_msg=f"{f.name} {channels} {size}")
 
 
+@pytest.mark.slow  # trains the shared workspace (seconds) once per session
 def test_members_with_different_inputs_are_refused(ws, tmp_path):
     from ensemblecv.shipping.graph import common_input
 
@@ -217,6 +222,7 @@ def test_members_with_different_inputs_are_refused(ws, tmp_path):
         common_input(copy, ["a", "c"])
 
 
+@pytest.mark.slow  # trains the shared workspace (seconds) once per session
 def test_unexportable_rule_and_bad_out_are_refused(ws, tmp_path):
     from ensemblecv.shipping import export_onnx
     from ensemblecv.shipping.graph import _rule
@@ -233,6 +239,7 @@ def test_unexportable_rule_and_bad_out_are_refused(ws, tmp_path):
     assert not (tmp_path / "m.onnx").exists()
 
 
+@pytest.mark.slow  # trains the shared workspace (seconds) once per session
 def test_export_cli_error_exits_2(ws, tmp_path, capsys):
     from ensemblecv.cli import main
 

@@ -89,6 +89,7 @@ def _bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
     )
 
 
+@pytest.mark.slow  # serves the shared trained workspace's export
 def test_predict_equals_predict_command(ws, images, onnx_url):
     from ensemblecv.inference import predict, predict_members
 
@@ -115,6 +116,7 @@ def test_predict_equals_predict_command(ws, images, onnx_url):
             assert m["probability"] == pytest.approx(float(mp.max()), abs=1e-4)
 
 
+@pytest.mark.slow  # serves the shared trained workspace's export
 def test_health_and_model(onnx_url):
     health = get_json(onnx_url + "/health")
     assert health["status"] == "ok" and health["model"] == "stacking"
@@ -140,6 +142,7 @@ def _bad_inputs(images):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case",
     [
@@ -166,6 +169,7 @@ def test_bad_input_is_a_clear_4xx_and_the_server_goes_on(case, images, onnx_url)
     assert status == 200 and body["predictions"][0]["file"] == images[0].name
 
 
+@pytest.mark.slow  # serves the shared trained workspace's export
 def test_requests_that_are_not_image_uploads(onnx_url):
     import urllib.error
     import urllib.request
@@ -210,6 +214,7 @@ def test_requests_that_are_not_image_uploads(onnx_url):
     conn.close()
 
 
+@pytest.mark.slow  # serves the shared trained workspace's export
 def test_workspace_server_explains_and_agrees_with_onnx(images, onnx_url, workspace_url):
     files = _files(images[:2])
     status, body = post_images(workspace_url, files, gradcam=True)
@@ -276,6 +281,7 @@ def test_batcher_batches_concurrent_requests_and_survives_errors():
 
 
 @pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs Debian's chromium at /usr/bin/chromium")
+@pytest.mark.slow  # serves the shared trained workspace's export
 def test_page_in_headless_chromium(images, workspace_url, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
     expected = post_images(workspace_url, _files(images[:1]))[1]["predictions"][0]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EnsembleCVError
-from .graph import InputSpec
+from .preprocess import InputSpec
 
 
 class OnnxBackend:
@@ -30,7 +30,7 @@ class OnnxBackend:
             raise EnsembleCVError(
                 "serving an .onnx file needs onnxruntime: pip install 'ensemblecv[serve]'"
             ) from None
-        from .onnx_export import INPUT_NAME, OUTPUT_NAMES, read_model_info
+        from .model_info import INPUT_NAME, OUTPUT_NAMES, read_model_info
 
         self.path = Path(path)
         self.info = read_model_info(self.path)

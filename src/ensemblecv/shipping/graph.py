@@ -29,31 +29,12 @@ from torch import nn
 
 from ..ensemble.metrics import EPS
 from ..errors import EnsembleCVError
+from .preprocess import InputSpec
 
 #: Rules that are a weighted average of the member probabilities.
 LINEAR_METHODS = ("single", "ensemble_selection", "soft_voting", "weighted_average")
 #: Every rule the graph can express; anything else is refused by name.
 EXPORTABLE_METHODS = (*LINEAR_METHODS, "geometric_mean", "hard_voting", "stacking")
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """What the graph's input must be: (N, size, size, channels) uint8, resized with ``resize``."""
-
-    size: int
-    channels: int
-    resize: str
-
-    def to_dict(self) -> dict:
-        return {
-            "name": "images",
-            "dtype": "uint8",
-            "layout": "NHWC",
-            "height": self.size,
-            "width": self.size,
-            "channels": self.channels,
-            "resize": self.resize,
-        }
 
 
 @dataclass

@@ -32,14 +32,12 @@ import torch
 from .._io import atomic_write_text
 from ..errors import EnsembleCVError
 from .graph import BuiltEnsemble, build_ensemble
+from .model_info import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, read_model_info  # noqa: F401
 
 #: ONNX opset of exported files; ONNX Runtime >= 1.14 runs it.
 OPSET = 18
 #: Largest |ONNX Runtime - PyTorch| allowed on any probability.
 PARITY_TOL = 1e-4
-INPUT_NAME = "images"
-OUTPUT_NAMES = ("probabilities", "member_probabilities")
-METADATA_KEY = "ensemblecv"
 #: Above this many bytes of weights the tensors go to ``NAME.onnx.data`` (protobuf's 2 GB cap).
 EXTERNAL_DATA_BYTES = 1_500_000_000
 STANDALONE_NAME = "predict_onnx.py"
@@ -195,23 +193,3 @@ def export_onnx(
     script = out.with_name(STANDALONE_NAME)
     shutil.copyfile(Path(__file__).with_name("standalone.py"), script)
     return ExportResult(out, json_path, script, info, diff)
-
-
-def read_model_info(onnx_path: str | Path) -> dict:
-    """The ``model.json`` content embedded in an exported file (no session is created)."""
-    import onnx
-
-    path = Path(onnx_path)
-    if not path.is_file():
-        raise EnsembleCVError(f"{path} does not exist.")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise EnsembleCVError(f"{path} is not a readable ONNX file: {exc}") from None
-    meta = {p.key: p.value for p in model.metadata_props}
-    if METADATA_KEY not in meta:
-        raise EnsembleCVError(
-            f"{path} was not written by `ensemblecv export` (no {METADATA_KEY!r} metadata); "
-            "serve needs its classes and input settings."
-        )
-    return json.loads(meta[METADATA_KEY])

@@ -3,9 +3,10 @@
 The same two steps as training and ``predict``: the project's one decoder
 (:mod:`ensemblecv.data.imageio`: EXIF orientation, transparency onto white,
 any PIL mode to 1 or 3 channels, truncation and decompression bombs refused
-with a reason) and the project's resize (:func:`ensemblecv.augment.resize_op`:
+with a reason) and the project's resize (:func:`ensemblecv.data.resize.resize_op`:
 stretch, letterbox with the border's median colour, or centre crop, area
-interpolation when shrinking). Nothing here is a second copy of either.
+interpolation when shrinking). Nothing here is a second copy of either, and
+nothing here imports torch (a server of an ONNX file does not need it).
 """
 
 from __future__ import annotations
@@ -15,7 +16,27 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.imageio import MAX_PIXELS, load_image_bytes
-from .graph import InputSpec
+from ..data.resize import resize_op
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the graph's input must be: (N, size, size, channels) uint8, resized with ``resize``."""
+
+    size: int
+    channels: int
+    resize: str
+
+    def to_dict(self) -> dict:
+        return {
+            "name": "images",
+            "dtype": "uint8",
+            "layout": "NHWC",
+            "height": self.size,
+            "width": self.size,
+            "channels": self.channels,
+            "resize": self.resize,
+        }
 
 
 @dataclass
@@ -31,8 +52,6 @@ class Preprocessor:
     """``(bytes, name) -> PreparedImage`` for one :class:`InputSpec`; raises ImageLoadError."""
 
     def __init__(self, spec: InputSpec, max_pixels: int = MAX_PIXELS) -> None:
-        from ..augment import resize_op
-
         self.spec = spec
         self.max_pixels = int(max_pixels)
         self._resize = resize_op(spec.resize, spec.size)
