@@ -2,6 +2,7 @@
 
     PYTHONPATH=src python benchmarks/export_speed.py runs/demo                  # best ensemble
     PYTHONPATH=src python benchmarks/export_speed.py runs/demo --ensemble stacking --batch 64
+    PYTHONPATH=src python benchmarks/export_speed.py runs/demo --data digits:test   # + vs predict
 
 Builds the ensemble module (every member's models, normalisation and rule,
 exactly what ``ensemblecv export`` traces), exports it to a temporary .onnx,
@@ -36,6 +37,34 @@ def _median_ms(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _versus_predict(args, built, session) -> None:
+    """ONNX Runtime on every image of ``args.data`` vs ``predict`` (decoded the same way)."""
+    import numpy as np
+
+    from ensemblecv.data.resize import resize_op
+    from ensemblecv.data.samples import load_samples
+    from ensemblecv.inference import predict
+    from ensemblecv.training.data import ImageSource
+
+    table = load_samples(args.data)
+    _, want, _, _ = predict(args.workspace, table, args.ensemble)
+    spec = built.input
+    source = ImageSource(table, spec.channels, resize_op(spec.resize, spec.size), spec.size, 512)
+    got = np.concatenate(
+        [
+            session.run(
+                None, {"images": np.stack([source[i] for i in range(a, min(a + 256, len(source)))])}
+            )[0]
+            for a in range(0, len(source), 256)
+        ]
+    )
+    same = float((got.argmax(1) == want.argmax(1)).mean())
+    print(
+        f"vs `predict` on {args.data}: {len(got):,} images, max |ORT - predict| "
+        f"{float(np.abs(got - want).max()):.1e}, same class for {same:.2%}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workspace", type=Path)
@@ -43,6 +72,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=0, help="0 = torch's default")
+    parser.add_argument(
+        "--data", help="also compare with `ensemblecv predict` on these images (e.g. digits:test)"
+    )
     args = parser.parse_args()
 
     import numpy as np
@@ -82,6 +114,8 @@ def main() -> None:
         t_torch = _median_ms(eager, args.repeats)
         t_ort = _median_ms(onnx, args.repeats)
         diff = float(np.abs(onnx()[0] - eager()[0].numpy()).max())
+        if args.data:
+            _versus_predict(args, built, session)
     for name, ms in (("pytorch eager", t_torch), ("onnxruntime", t_ort)):
         print(
             f"{name:14s}: {args.batch / ms * 1000:,.0f} images/s "

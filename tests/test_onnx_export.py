@@ -268,3 +268,96 @@ def test_read_model_info_refuses_foreign_onnx(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"not onnx")
     with pytest.raises(EnsembleCVError, match="not a readable ONNX file"):
         read_model_info(tmp_path / "junk.onnx")
+
+
+def _random_members(rng, n=40, m=3, k=4, decimals=None) -> np.ndarray:
+    logits = rng.normal(size=(m, n, k)) * 2
+    p = np.exp(logits) / np.exp(logits).sum(2, keepdims=True)
+    return p.astype(np.float32)
+
+
+def _rules(rng):
+    """(name, torch rule, fitted numpy estimator) for every exportable non-trivial rule."""
+    from ensemblecv.ensemble import GeometricMean, HardVoting, SoftVoting, Stacking
+    from ensemblecv.shipping.graph import (
+        GeometricMeanRule,
+        HardVotingRule,
+        LinearRule,
+        StackingRule,
+    )
+
+    oof = _random_members(rng, n=200)
+    y = np.asarray(oof.mean(0).argmax(1))
+    soft = SoftVoting([0.2, 0.5, 0.3]).fit(oof, y)
+    stack = Stacking(cv=2).fit(oof, y)
+    binary = Stacking(cv=0).fit(oof, (y > 1).astype(int))  # the meta-learner saw 2 classes only
+    return [
+        ("linear", LinearRule(soft.weights_), soft),
+        ("geometric_mean", GeometricMeanRule(), GeometricMean().fit(oof)),
+        ("hard_voting", HardVotingRule(), HardVoting().fit(oof)),
+        ("stacking", StackingRule(stack, 4), stack),
+        ("stacking_binary", StackingRule(binary, 4), binary),
+    ]
+
+
+def test_rules_equal_the_numpy_estimators():
+    rng = np.random.default_rng(0)
+    rules = _rules(rng)
+    members = _random_members(rng)
+    # Rows where the members vote 1-1-1 for classes whose mean probabilities differ by
+    # less than float32 resolves at 0.5 after the 1e-6 factor: the tie-break must survive.
+    members[:2, :5] = np.array([[0.6, 0.4 - 2e-3, 1e-3, 1e-3], [0.4 - 2e-3, 0.6, 1e-3, 1e-3]])[
+        :, None
+    ]
+    members[2, :5] = np.array([0.2, 0.2003, 0.3997, 0.2])  # a 1-1-1 vote
+    x = torch.from_numpy(members.transpose(1, 0, 2)).double()
+    for name, rule, est in rules:
+        want = est.predict_proba(list(members))
+        got = rule(x).numpy()
+        np.testing.assert_allclose(got, want, atol=1e-6, err_msg=name)
+        np.testing.assert_array_equal(got.argmax(1), want.argmax(1), err_msg=name)
+
+
+@pytest.mark.slow  # one torch.onnx export per rule, seconds each
+def test_every_rule_through_onnx_runtime(tmp_path):
+    import onnxruntime as ort
+    from torch import nn
+
+    from ensemblecv.shipping.graph import EnsembleGraph, MemberNet, _Normalised
+    from ensemblecv.shipping.onnx_export import OPSET
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (6, 8, 8, 1), dtype=np.uint8)
+    # Linear and multi-class stacking also go through ONNX in test_onnx_runtime_equals_predict.
+    for name, rule, _ in _rules(rng)[1:3] + _rules(rng)[4:]:
+        torch.manual_seed(0)
+        members = []
+        for tta in (False, True, False):
+            net = nn.Sequential(
+                nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4)
+            )
+            members.append(
+                MemberNet(
+                    [_Normalised(net, torch.tensor([[[[30.0]]]]), torch.tensor([[[[60.0]]]]))], tta
+                )
+            )
+        graph = EnsembleGraph(members, rule).eval()
+        path = tmp_path / f"{name}.onnx"
+        torch.onnx.export(
+            graph,
+            (torch.from_numpy(images),),
+            str(path),
+            input_names=["images"],
+            output_names=["probabilities", "member_probabilities"],
+            opset_version=OPSET,
+            dynamo=True,
+            dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1)}},
+            verbose=False,
+        )
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        got = session.run(None, {"images": images[:5]})
+        with torch.inference_mode():
+            want = [t.numpy() for t in graph(torch.from_numpy(images[:5]))]
+        assert got[0].dtype == np.float64 and got[1].dtype == np.float32
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, atol=1e-6, err_msg=name)

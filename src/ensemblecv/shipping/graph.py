@@ -83,7 +83,7 @@ class MemberNet(nn.Module):
 class LinearRule(nn.Module):
     def __init__(self, weights: Sequence[float]) -> None:
         super().__init__()
-        self.register_buffer("weights", torch.tensor(list(weights), dtype=torch.float32))
+        self.register_buffer("weights", torch.tensor(list(weights), dtype=torch.float64))
 
     def forward(self, p: torch.Tensor) -> torch.Tensor:  # p: (N, M, C)
         return (p * self.weights.view(1, -1, 1)).sum(1)
@@ -101,7 +101,7 @@ class HardVotingRule(nn.Module):
 
     def forward(self, p: torch.Tensor) -> torch.Tensor:
         m = p.shape[1]
-        votes = F.one_hot(p.argmax(2), p.shape[2]).float().sum(1)
+        votes = F.one_hot(p.argmax(2), p.shape[2]).to(p.dtype).sum(1)
         out = votes / m + 1e-6 * p.sum(1) / m
         return out / out.sum(1, keepdim=True)
 
@@ -122,13 +122,13 @@ class StackingRule(nn.Module):
                 "Stacking with a one-vs-rest meta-learner cannot be exported; refit it multinomial."
             )
         classes = np.asarray(meta.classes_, dtype=np.int64)
-        scatter = np.zeros((len(classes), n_classes), dtype=np.float32)
+        scatter = np.zeros((len(classes), n_classes), dtype=np.float64)
         scatter[np.arange(len(classes)), classes] = 1.0
         self.binary = len(classes) <= 2
-        self.register_buffer("mean", torch.tensor(scaler.mean_, dtype=torch.float32))
-        self.register_buffer("scale", torch.tensor(scaler.scale_, dtype=torch.float32))
-        self.register_buffer("coef", torch.tensor(meta.coef_.T, dtype=torch.float32))
-        self.register_buffer("intercept", torch.tensor(meta.intercept_, dtype=torch.float32))
+        self.register_buffer("mean", torch.tensor(scaler.mean_, dtype=torch.float64))
+        self.register_buffer("scale", torch.tensor(scaler.scale_, dtype=torch.float64))
+        self.register_buffer("coef", torch.tensor(meta.coef_.T, dtype=torch.float64))
+        self.register_buffer("intercept", torch.tensor(meta.intercept_, dtype=torch.float64))
         self.register_buffer("scatter", torch.from_numpy(scatter))
 
     def forward(self, p: torch.Tensor) -> torch.Tensor:
@@ -143,7 +143,7 @@ class StackingRule(nn.Module):
 
 
 class EnsembleGraph(nn.Module):
-    """``images uint8 (N, H, W, C) -> (probabilities (N, K), member_probabilities (N, M, K))``."""
+    """``images uint8 (N, H, W, C) -> (probabilities float64 (N, K), member_probabilities float32 (N, M, K))``."""
 
     def __init__(self, members: Sequence[MemberNet], rule: nn.Module) -> None:
         super().__init__()
@@ -153,7 +153,10 @@ class EnsembleGraph(nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = images.permute(0, 3, 1, 2)
         member_probs = torch.stack([m(x) for m in self.members], dim=1)
-        return self.rule(member_probs), member_probs
+        # The rule runs in float64, as the numpy estimators do: hard voting's 1e-6
+        # tie-break (and near-equal stacking logits) would round away in float32 and
+        # change the predicted class of tied rows.
+        return self.rule(member_probs.double()), member_probs
 
 
 @dataclass

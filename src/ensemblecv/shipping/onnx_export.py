@@ -3,7 +3,8 @@
 The file holds every member's models, their normalisation and the ensemble's
 rule (see :mod:`.graph`); it takes ``images``, uint8 (N, H, W, C) at the
 members' input size with a dynamic batch N, and returns ``probabilities``
-(N, K) and ``member_probabilities`` (N, M, K), both float32. Opset
+(N, K) float64 (as ``predict``; hard voting's tie-break needs it) and
+``member_probabilities`` (N, M, K) float32. Opset
 :data:`OPSET`, written by torch's ``torch.export``-based exporter.
 
 Beside it go ``model.json`` (classes, input, members and their scores — the
@@ -83,7 +84,7 @@ def _model_info(built: BuiltEnsemble, opset: int) -> dict:
         "classes": list(built.classes),
         "input": built.input.to_dict(),
         "outputs": {
-            OUTPUT_NAMES[0]: "float32 (N, classes): the ensemble's probabilities",
+            OUTPUT_NAMES[0]: "float64 (N, classes): the ensemble's probabilities",
             OUTPUT_NAMES[1]: "float32 (N, members, classes): each member's probabilities",
         },
         "members": [

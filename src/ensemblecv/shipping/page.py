@@ -101,6 +101,7 @@ _JS = r"""
     const row = el("div", "row");
     const img = el("img", "thumb");
     img.alt = file.name;
+    img.onerror = () => { img.style.visibility = "hidden"; };  // not an image: no broken icon
     img.src = URL.createObjectURL(file);
     row.appendChild(img);
     const right = el("div", "bars", "predicting...");
@@ -187,7 +188,7 @@ def page_html(info: dict) -> str:
 <main>
 <div id="drop" role="button" tabindex="0">
 <strong>Drop images here</strong> or click to choose files
-<div class="meta">up to {limits.get("max_files", "?")} at a time, {limits.get("max_file_bytes", 0) // 2**20} MB each
+<div class="meta">up to {limits.get("max_files", "?")} at a time, {limits.get("max_file_bytes", 0) / 2**20:.3g} MB each
 {" · Grad-CAM overlays on" if info.get("gradcam") else ""}</div>
 <input id="files" type="file" accept="image/*" multiple hidden>
 </div>
