@@ -336,3 +336,38 @@ def test_page_in_headless_chromium(images, workspace_url, tmp_path):
     with Image.open(shot) as img:
         pixels = np.asarray(img.convert("RGB"))
     assert pixels.shape[1] == 1280 and pixels.std() > 10
+
+
+@pytest.mark.slow
+def test_serve_cli_binds_loopback_and_answers(tmp_path_factory):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    path, _ = exported(tmp_path_factory, "stacking")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "ensemblecv", "serve", str(path), "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                health = get_json(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "serve did not answer"
+                time.sleep(0.3)
+        assert health["status"] == "ok"
+        with pytest.raises(OSError):  # loopback only: not on the machine's other addresses
+            other = socket.gethostbyname(socket.gethostname())
+            if other.startswith("127."):
+                raise OSError("no non-loopback address to try")
+            socket.create_connection((other, port), timeout=2).close()
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert f"http://127.0.0.1:{port}/" in " ".join(out.split())

@@ -77,8 +77,15 @@ def serve_command(
         max_batch=max_batch,
         max_wait_ms=batch_wait_ms,
     )
-    console.print(f"Serving {target} on http://{host}:{port}/  (Ctrl+C stops)")
-    serve(str(target), host, port, ensemble_name, limits, threads)
+
+    def announce(info: dict) -> None:
+        console.print(
+            f"Serving {info['ensemble']} ({info['method']}, {len(info['members'])} member(s), "
+            f"{len(info['classes'])} classes) from {target} on http://{host}:{port}/  "
+            "(Ctrl+C stops)"
+        )
+
+    serve(str(target), host, port, ensemble_name, limits, threads, announce=announce)
 
 
 def register(app: typer.Typer) -> None:

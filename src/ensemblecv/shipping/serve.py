@@ -261,8 +261,13 @@ def serve(
     limits: ServeLimits | None = None,
     threads: int = 0,
     log_level: str = "info",
+    announce=None,
 ) -> None:
-    """Open ``target`` (workspace or .onnx) and serve it with uvicorn until interrupted."""
+    """Open ``target`` (workspace or .onnx) and serve it with uvicorn until interrupted.
+
+    ``announce(info)`` is called with the model description once the model is loaded,
+    just before the server starts listening.
+    """
     try:
         import fastapi  # noqa: F401
         import multipart  # noqa: F401  (python-multipart)
@@ -274,5 +279,8 @@ def serve(
         ) from None
     from .backends import open_backend
 
-    app = create_app(open_backend(target, ensemble, threads), limits)
+    backend = open_backend(target, ensemble, threads)
+    app = create_app(backend, limits)
+    if announce is not None:
+        announce(backend.info)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
