@@ -362,11 +362,16 @@ def test_serve_cli_binds_loopback_and_answers(tmp_path_factory):
                 assert time.monotonic() < deadline, "serve did not answer"
                 time.sleep(0.3)
         assert health["status"] == "ok"
-        with pytest.raises(OSError):  # loopback only: not on the machine's other addresses
-            other = socket.gethostbyname(socket.gethostname())
-            if other.startswith("127."):
-                raise OSError("no non-loopback address to try")
-            socket.create_connection((other, port), timeout=2).close()
+        psutil = pytest.importorskip("psutil")
+        others = [
+            a.address
+            for addrs in psutil.net_if_addrs().values()
+            for a in addrs
+            if a.family == socket.AF_INET and not a.address.startswith("127.")
+        ]
+        for address in others:  # loopback only: refused on the machine's other addresses
+            with pytest.raises(OSError):
+                socket.create_connection((address, port), timeout=2).close()
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
