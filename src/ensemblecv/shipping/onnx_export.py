@@ -138,7 +138,12 @@ def _parity(out: Path, graph: torch.nn.Module, images: np.ndarray) -> float:
     """Largest |ORT - torch| over both outputs, at the full example batch and at batch 1."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # an exporter bug: say so instead of ORT's internal trace
+        raise EnsembleCVError(
+            f"ONNX Runtime cannot load the exported {out}: {str(exc).splitlines()[0][:300]}"
+        ) from exc
     worst = 0.0
     for batch in (images, images[:1]):
         got = session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})
