@@ -330,7 +330,8 @@ def test_every_rule_through_onnx_runtime(tmp_path):
     images = rng.integers(0, 256, (6, 8, 8, 1), dtype=np.uint8)
     # Linear and multi-class stacking also go through ONNX in test_onnx_runtime_equals_predict;
     # one export per rule (a graph holding several rules trips the exporter's optimiser).
-    for name, rule, _ in [_rules(rng)[2], _rules(rng)[4]]:  # hard voting, binary stacking
+    rules = _rules(rng)
+    for name, rule, _ in [rules[2], rules[4]]:  # hard voting, binary stacking
         torch.manual_seed(0)
         members = []
         for tta in (False, True, False):
