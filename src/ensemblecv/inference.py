@@ -164,12 +164,17 @@ def combine(spec: dict, workspace: Path, members: list[MemberPrediction]) -> np.
     ):
         w = np.array([spec["weights"][m.run] for m in members])
         return sum(wi * p.astype(np.float64) for wi, p in zip(w, probs))
+    return fit_spec_method(spec, workspace, [m.run for m in members]).predict_proba(probs)
+
+
+def fit_spec_method(spec: dict, workspace: Path, runs: list[str]):
+    """The spec's method refitted on the stored OOF of ``runs`` (deterministic, so the same
+    fit each time: stacking's meta-learner, or a rule's member count)."""
     store = PredictionStore(workspace)
     method = build_method(
         spec["method"], spec.get("params", {}).get("metric", "accuracy"), spec.get("params")
     )
-    method.fit(store.oof_list([m.run for m in members]), store.y)
-    return method.predict_proba(probs)
+    return method.fit(store.oof_list(runs), store.y)
 
 
 def predict(

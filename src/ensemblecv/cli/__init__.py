@@ -23,6 +23,7 @@ from .demo import register as _register_demo
 from .ensemble_commands import register as _register_ensemble
 from .evaluate_command import register as _register_evaluate
 from .report_commands import register as _register_report
+from .ship_commands import register as _register_ship
 from .sweep_command import register as _register_sweep
 from .train_command import register as _register_train
 
@@ -44,6 +45,7 @@ _register_clean(app)
 _register_dedup(app)
 _register_demo(app)
 _register_convert(app)
+_register_ship(app)
 
 
 def main(argv: list[str] | None = None) -> None:

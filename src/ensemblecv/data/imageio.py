@@ -9,6 +9,7 @@ returns garbage and never lets a raw PIL exception escape.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -86,6 +87,23 @@ def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
         raise ImageLoadError(path, "unreadable", str(exc)) from None
     if size == 0:
         raise ImageLoadError(path, "empty")
+    return _decode(path, path, max_pixels)
+
+
+def open_image_bytes(
+    data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS
+) -> Image.Image:
+    """:func:`open_image` for bytes in memory (an upload), with the same checks and reasons.
+
+    ``name`` only labels errors; nothing is written to disk.
+    """
+    if not data:
+        raise ImageLoadError(name, "empty")
+    return _decode(io.BytesIO(data), name, max_pixels)
+
+
+def _decode(source, label: str, max_pixels: int) -> Image.Image:
+    """Fully decode ``source`` (a path or a binary file object); errors name ``label``."""
     old_limit = Image.MAX_IMAGE_PIXELS
     try:
         # PIL warns between 1× and 2× the limit and raises above 2×; we want a
@@ -93,21 +111,29 @@ def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
         Image.MAX_IMAGE_PIXELS = max_pixels
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(source) as img:
+                # PIL reads the limit from a global that concurrent callers (a
+                # server's threads) may be restoring; this check uses ours.
+                if img.width * img.height > max_pixels:
+                    raise ImageLoadError(
+                        label,
+                        "decompression_bomb",
+                        f"{img.width}x{img.height} px is over the limit of {max_pixels} px",
+                    )
                 img.load()
                 fmt = img.format
                 img = ImageOps.exif_transpose(img)
                 img.format = fmt
                 return img
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageLoadError(path, "decompression_bomb", str(exc).split(".")[0]) from None
+        raise ImageLoadError(label, "decompression_bomb", str(exc).split(".")[0]) from None
     except UnidentifiedImageError:
-        raise ImageLoadError(path, "not_an_image") from None
+        raise ImageLoadError(label, "not_an_image") from None
     except (IsADirectoryError, PermissionError) as exc:
-        raise ImageLoadError(path, "unreadable", str(exc)) from None
+        raise ImageLoadError(label, "unreadable", str(exc)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # PIL reports truncation and corrupt streams as OSError/SyntaxError.
-        raise ImageLoadError(path, "truncated", str(exc)) from None
+        raise ImageLoadError(label, "truncated", str(exc)) from None
     finally:
         Image.MAX_IMAGE_PIXELS = old_limit
 
@@ -181,6 +207,17 @@ def load_image(
         return to_channels(img, channels)
     except ImageLoadError as exc:
         raise ImageLoadError(str(path), exc.reason, exc.detail) from None
+
+
+def load_image_bytes(
+    data: bytes, channels: int = 3, name: str = "upload", max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
+    """:func:`load_image` for bytes in memory: (H, W, channels) uint8 or :class:`ImageLoadError`."""
+    img = open_image_bytes(data, name, max_pixels=max_pixels)
+    try:
+        return to_channels(img, channels)
+    except ImageLoadError as exc:
+        raise ImageLoadError(name, exc.reason, exc.detail) from None
 
 
 def has_image_extension(path: str | Path) -> bool:

@@ -54,7 +54,7 @@ class DetectSource:
         cache_ram_mb: int,
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        from ...augment.pipeline import resize_op
+        from ...data.resize import resize_op
 
         _geometry(1, 1, image_size, mode)  # refuse center_crop before any decoding
         self.paths = images["path"].astype(str).tolist()
