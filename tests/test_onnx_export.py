@@ -102,6 +102,8 @@ def test_members_are_fold_models_or_the_refit(ws):
         "width": 16,
         "channels": 1,
         "resize": "letterbox",
+        "interpolation": "auto",
+        "crop_pct": None,
     }
 
 
@@ -175,8 +177,18 @@ def _standalone():
     return module
 
 
-@pytest.mark.parametrize("resize", ["stretch", "letterbox", "center_crop"])
-def test_standalone_preprocessing_equals_ensemblecv(tmp_path, resize):
+@pytest.mark.parametrize(
+    ("resize", "interpolation", "crop_pct"),
+    [
+        ("stretch", "auto", None),
+        ("letterbox", "auto", None),
+        ("center_crop", "auto", None),
+        ("stretch", "bicubic", None),
+        ("letterbox", "nearest", None),
+        ("center_crop", "bicubic", 0.875),  # timm's eval crop
+    ],
+)
+def test_standalone_preprocessing_equals_ensemblecv(tmp_path, resize, interpolation, crop_pct):
     from ensemblecv.augment import resize_op
     from ensemblecv.data.imageio import load_image
 
@@ -200,10 +212,11 @@ def test_standalone_preprocessing_equals_ensemblecv(tmp_path, resize):
     ]
     for channels in (1, 3):
         for size in (16, 48):
-            ours = resize_op(resize, size)
+            ours = resize_op(resize, size, interpolation, crop_pct)
             for f in files:
                 want = ours(load_image(f, channels))
-                got = alone.resize(alone.load_image(str(f), channels), resize, size)
+                image = alone.load_image(str(f), channels)
+                got = alone.resize(image, resize, size, interpolation, crop_pct or 1.0)
                 np.testing.assert_array_equal(got, want, err_msg=f"{f.name} {channels} {size}")
 
 
