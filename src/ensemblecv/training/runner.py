@@ -268,17 +268,22 @@ def train_fold(
         counts = np.bincount(draws, minlength=len(train_rows))
     collate = task.collate
     train_ds = task.dataset(inputs, train_rows, train=True)
-    train_loader = make_loader(
-        train_ds,
-        bs,
-        seed,
-        True,
-        inputs.workers,
-        pin,
-        counts=counts,
-        collate_fn=collate,
-        domains=domains,
-    )
+
+    def train_loader_for(replicas: int = 1):
+        return make_loader(
+            train_ds,
+            bs,
+            seed,
+            True,
+            inputs.workers,
+            pin,
+            counts=counts,
+            replicas=replicas,
+            collate_fn=collate,
+            domains=domains,
+        )
+
+    train_loader = train_loader_for()
     val_loader = (
         make_loader(
             task.dataset(inputs, val_rows, train=False),
@@ -303,17 +308,7 @@ def train_fold(
     )
     if trainer.world_size > 1:
         # Lightning shards this loader over the ranks; the last-batch rule must see one share.
-        train_loader = make_loader(
-            train_ds,
-            bs,
-            seed,
-            True,
-            inputs.workers,
-            pin,
-            counts=counts,
-            replicas=trainer.world_size,
-            collate_fn=collate,
-        )
+        train_loader = train_loader_for(trainer.world_size)
     start = time.perf_counter()
     trainer.fit(
         module, train_loader, val_loader, ckpt_path=str(last) if resume and last.is_file() else None
