@@ -224,14 +224,13 @@ def gradcam_overlays(
     only) or a class index.
     """
     from .augment import build_resize
-    from .config import ExperimentConfig
     from .data.imageio import load_image
     from .data.samples import load_classes
-    from .inference import _run_config, load_module
+    from .inference import load_module, run_config
 
     workspace, run = Path(workspace), run.removesuffix("+tta")
     run_dir = workspace / "runs" / run
-    cfg = ExperimentConfig.model_validate(_run_config(run_dir))
+    cfg = run_config(run_dir)
     classes = load_classes(workspace / "classes.json")
     resize = build_resize(cfg.data)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

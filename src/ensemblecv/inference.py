@@ -113,7 +113,7 @@ def predict_members(
     for member in runs:
         # "NAME+tta" is run NAME predicted with its mirrored view averaged in.
         run, member_tta = (member[:-4], ["hflip"]) if member.endswith("+tta") else (member, [])
-        cfg = ExperimentConfig.model_validate(_run_config(ws.run_dir(run)))
+        cfg = run_config(ws.run_dir(run))
         data = cfg.data
         key = (data.channels, data.image_size, data.resize, data.interpolation, data.crop_pct)
         if key not in sources:
@@ -135,6 +135,18 @@ def _run_config(run_dir: Path) -> dict:
     if not path.is_file():
         raise EnsembleCVError(f"{run_dir} has no config.yaml; is it a run folder?")
     return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def run_config(run_dir: Path) -> ExperimentConfig:
+    """A run's saved config, validated and settled by its task (idempotent).
+
+    Runs save resolved configs; settling again here also serves run folders
+    written by hand or by older versions that left e.g. ``data.image_size`` to
+    the model.
+    """
+    from .tasks import resolve_config
+
+    return resolve_config(ExperimentConfig.model_validate(_run_config(run_dir)))
 
 
 def resolve_spec(workspace: Path, name: str) -> dict:

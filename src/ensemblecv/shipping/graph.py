@@ -173,10 +173,9 @@ class BuiltEnsemble:
 
 
 def _member_input(workspace: Path, run: str) -> tuple[InputSpec, dict]:
-    from ..config import ExperimentConfig
-    from ..inference import _run_config
+    from ..inference import run_config
 
-    cfg = ExperimentConfig.model_validate(_run_config(workspace / "runs" / run))
+    cfg = run_config(workspace / "runs" / run)
     data = cfg.data
     spec = InputSpec(
         int(data.image_size),
