@@ -127,9 +127,10 @@ def run_demo(
         train(cfg, progress=progress)
     console.rule("ensembles")
     board = build_ensembles(workspace, metric="accuracy")
-    from .cli.ensemble_commands import print_leaderboard
+    from ._tables import print_leaderboard
+    from .tasks import get_task
 
-    print_leaderboard(board, "accuracy")
+    print_leaderboard(get_task("classify").leaderboard_view(board), "accuracy", console)
     ensembles = board[board["kind"] == "ensemble"]
     best = ensembles.iloc[0] if len(ensembles) else board.iloc[0]
     console.rule(f"predict {first.data.test} with the best ensemble, '{best['name']}'")

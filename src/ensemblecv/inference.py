@@ -231,3 +231,37 @@ def _submission(
     frame["target"] = pd.array(np.where(bad, None, pred), dtype="Int64")
     frame["class_name"] = [None if b else classes[p] for p, b in zip(pred, bad)]
     return frame
+
+
+def write_predictions(
+    workspace: Path, data: str, out: Path, ensemble: str, options: dict, progress
+) -> list[str]:
+    """``ensemblecv predict`` for classification: the submission CSV at ``out`` (and class
+    probabilities as Parquet when ``options['probs']``); lines to tell the user.
+    ``progress(label, total)`` is a context manager giving a per-image ``advance``."""
+    out = Path(out)
+    if out.exists() and out.is_dir():
+        raise EnsembleCVError(f"--out {out} is a folder; give a CSV file path.")
+    if options.get("format") not in (None, "csv"):
+        raise EnsembleCVError(
+            f"--format {options['format']!r}: a classification workspace writes a CSV (format csv)."
+        )
+    tta = options.get("tta")
+    table = load_samples(data)
+    with progress("scan", len(table)) as advance:
+        frame, p, table, classes = predict(
+            workspace, table, ensemble, tta.split(",") if tta else None, progress=advance
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out, index=False)
+    if options.get("probs") is not None:
+        pf = pd.DataFrame(p.astype(np.float32), columns=[str(c) for c in classes])
+        pf.insert(0, "sample_id", table.frame["sample_id"].to_numpy())
+        pf.to_parquet(options["probs"], index=False)
+    lines = [f"Wrote {len(frame)} predictions to [bold]{out}[/]"]
+    if table.labelled:
+        truth = table.frame["label"].to_numpy()
+        ok = ~np.isnan(p).any(1)
+        acc = float((p[ok].argmax(1) == truth[ok]).mean())
+        lines.append(f"Accuracy on these labelled images: [bold]{acc:.4f}[/]")
+    return lines

@@ -17,9 +17,10 @@ def report(
     max_gallery: int = typer.Option(24, min=0, help="Wrong images shown in the gallery."),
 ) -> None:
     """Write one static HTML report: leaderboard, curves, errors, Grad-CAM, audit, configs."""
-    from ..report import build_report
+    from ..tasks import workspace_task
 
-    page = build_report(workspace, out=out, gradcam=gradcam, max_gallery=max_gallery)
+    options = {"gradcam": gradcam, "max_gallery": max_gallery}
+    page = workspace_task(workspace).build_report(workspace, out, options)
     console.print(f"Wrote [bold]{page}[/] (figures in {page.parent / 'img'})")
 
 

@@ -51,6 +51,18 @@ def resolve_config(config):
     return get_task(config.task).resolve_config(config)
 
 
+def workspace_task(workspace) -> Task:
+    """The task a prepared workspace was made for (``workspace.json``; classify if absent)."""
+    import json
+    from pathlib import Path
+
+    info = Path(workspace) / "workspace.json"
+    name = "classify"
+    if info.is_file():
+        name = json.loads(info.read_text(encoding="utf-8")).get("task", "classify")
+    return get_task(name)
+
+
 register_task(
     TaskInfo(
         name="classify",
@@ -76,4 +88,5 @@ register_task(
 
 __all__ = [
     "Task", "TaskInfo", "get_task", "list_tasks", "register_task", "resolve_config", "task_info",
+    "workspace_task",
 ]  # fmt: skip

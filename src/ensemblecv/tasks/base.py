@@ -78,3 +78,27 @@ class Task(Protocol):
 
     def augment_preview(self, config: Any, out: Path, n: int, n_aug: int, seed: int, note=None):
         """``augment-preview``: a PNG of originals next to augmented versions (with targets)."""
+
+    # The workspace-level verbs (``ensemble``, ``predict``, ``report``) read the task from
+    # ``workspace.json`` (:func:`ensemblecv.tasks.workspace_task`) and call these.
+
+    def build_ensembles(
+        self, workspace: Path, methods: list[str] | None, metric: str | None, runs: list[str] | None
+    ) -> Any:
+        """``ensemble``: fit the task's ensembles on the stored OOF predictions, score them
+        nested, write ``leaderboard.csv`` and ``ensembles/*.yaml``; the board, best first.
+        ``metric=None``: the task's default ranking metric."""
+
+    def leaderboard_view(self, board: Any) -> Any:
+        """The board as the CLI shows it: a DataFrame of display strings, one column per
+        shown header, rows in board order."""
+
+    def predict(
+        self, workspace: Path, data: str, out: Path, ensemble: str, options: dict, progress
+    ) -> list[str]:
+        """``predict``: write the predictions of ``data`` to ``out``; lines to tell the user.
+        ``options``: the CLI's ``tta``, ``probs``, ``format`` (None when not given)."""
+
+    def build_report(self, workspace: Path, out: Path | None, options: dict) -> Path:
+        """``report``: the HTML page (default ``WORKSPACE/report/index.html``); its path.
+        ``options``: the CLI's ``gradcam``, ``max_gallery``."""

@@ -78,5 +78,43 @@ class ClassifyTask:
 
         return oof_score(run_dir, n_folds, metric)
 
+    # ------------------------------------------------------- workspace verbs
+
+    def build_ensembles(self, workspace: Path, methods, metric, runs):
+        from ..ensemble import build_ensembles
+
+        return build_ensembles(workspace, methods=methods, metric=metric or "accuracy", runs=runs)
+
+    def leaderboard_view(self, board):
+        import pandas as pd
+
+        view = pd.DataFrame(
+            {
+                "name": board["name"].astype(str),
+                "kind": board["kind"].astype(str),
+                "members": [
+                    m if len(m) < 40 else m[:37] + "..." for m in board["members"].astype(str)
+                ],
+                "accuracy": board["accuracy"].map("{:.4f}".format),
+                "balanced_acc": board["balanced_accuracy"].map("{:.4f}".format),
+                "log_loss": board["log_loss"].map("{:.4f}".format),
+            }
+        )
+        if "test_accuracy" in board.columns:
+            view["test acc"] = ["-" if pd.isna(v) else f"{v:.4f}" for v in board["test_accuracy"]]
+        return view
+
+    def predict(
+        self, workspace: Path, data: str, out: Path, ensemble: str, options: dict, progress
+    ):
+        from ..inference import write_predictions
+
+        return write_predictions(workspace, data, out, ensemble, options, progress)
+
+    def build_report(self, workspace: Path, out, options: dict):
+        from ..report import build_report
+
+        return build_report(workspace, out=out, **options)
+
 
 TASK = ClassifyTask()

@@ -311,6 +311,29 @@ class DetectTask:
         return float(pooled_oof_metrics(run_dir.parent.parent, run_dir, n_folds)["pooled"][metric])
 
 
+    # ------------------------------------------------------- workspace verbs
+
+    def _not_yet(self, verb: str):
+        from ...errors import EnsembleCVError
+
+        raise EnsembleCVError(
+            f"`ensemblecv {verb}` on a detection workspace comes with box ensembles; "
+            "meanwhile each run's leaderboard.csv row holds its OOF mAP."
+        )
+
+    def build_ensembles(self, workspace, methods, metric, runs):
+        self._not_yet("ensemble")
+
+    def leaderboard_view(self, board):
+        self._not_yet("ensemble")
+
+    def predict(self, workspace, data, out, ensemble, options, progress):
+        self._not_yet("predict")
+
+    def build_report(self, workspace, out, options):
+        self._not_yet("report")
+
+
 def _score(truth: list[dict], dets: pd.DataFrame, ids, num_classes: int) -> dict:
     from .metrics import coco_scores, detections_to_dicts
 
