@@ -14,7 +14,6 @@ silently.
 
 from __future__ import annotations
 
-import difflib
 import os
 import socket
 import sys
@@ -29,14 +28,14 @@ from urllib.parse import urlparse
 import timm
 import torch
 from timm.layers import resample_abs_pos_embed
-from timm.models import adapt_input_conv, get_pretrained_cfg, parse_model_name, split_model_name_tag
+from timm.models import adapt_input_conv
 from torch import nn
 
 from ..config import ModelConfig
 from ..errors import ConfigError, format_list
 from .freeze import apply_batchnorm_policy, freeze
 from .input_size import check_image_size, size_kwargs
-from .small_cnns import BUILTIN_MODELS
+from .names import check_model_name
 
 _OFFLINE_HINT = (
     "To work offline, download the weights once where there is a network and set "
@@ -93,7 +92,7 @@ def create_model(
     that cannot be fetched (with the offline alternative) and unusable files.
     """
     source = _pretrained_source(cfg.pretrained)
-    _check_name(cfg.name, hub=source is True)
+    check_model_name(cfg.name, hub=source is True)
     if image_size is not None:
         check_image_size(cfg.name, image_size, in_chans, cfg.kwargs)
     kwargs: dict[str, Any] = dict(
@@ -147,52 +146,6 @@ def _pretrained_source(value: bool | str) -> bool | Path:
             "model.pretrained is an empty string; use true, false or a path to weights."
         )
     return Path(text).expanduser()
-
-
-def _check_name(name: str, hub: bool) -> None:
-    try:
-        source, model_id = parse_model_name(name)
-    except ValueError as exc:
-        raise ConfigError(
-            f"model.name {name!r}: {exc} To start from a weights file, keep a model name in "
-            "model.name and set model.pretrained: /path/to/weights.safetensors (or .pth)."
-        ) from None
-    if source:  # hf-hub:/local-dir: names are resolved (and reported) by timm itself
-        return
-    arch, tag = split_model_name_tag(model_id)
-    if not timm.is_model(arch):
-        raise ConfigError(_unknown_model_message(arch))
-    try:
-        pretrained_cfg = get_pretrained_cfg(model_id, allow_unregistered=False)
-    except RuntimeError:
-        pretrained_cfg = None
-    if tag and pretrained_cfg is None:
-        tags = timm.list_pretrained(f"{arch}.*")
-        raise ConfigError(
-            f"Unknown weights tag {tag!r} for {arch}. Known tags:\n{format_list(tags, 15)}"
-            if tags
-            else f"{arch} has no tagged weights; drop the '.{tag}' suffix from model.name."
-        )
-    if hub and not (pretrained_cfg is not None and pretrained_cfg.has_weights):
-        with_weights = timm.list_pretrained(f"{arch}.*")
-        raise ConfigError(
-            f"{name} has no pretrained weights to download"
-            + (f" (weights exist for: {', '.join(with_weights[:5])})" if with_weights else "")
-            + ". Use pretrained: false to train from scratch, or "
-            "pretrained: /path/to/weights.safetensors (or .pth) for your own weights."
-        )
-
-
-def _unknown_model_message(name: str) -> str:
-    names = timm.list_models()
-    close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
-    msg = f"Unknown model {name!r}."
-    if close:
-        msg += f" Did you mean {', '.join(close)}?"
-    return msg + (
-        f" Built-in small CNNs: {', '.join(BUILTIN_MODELS)}; any of timm's {len(names)} models "
-        "also works (list them with ensemblecv.models.list_models('*pattern*'))."
-    )
 
 
 def _hub_unreachable() -> bool:

@@ -373,11 +373,11 @@ def resolve_inputs(config: ExperimentConfig) -> ExperimentConfig:
     architecture cannot take is a ConfigError here, before any data is read.
     Idempotent.
     """
-    from .factory import _check_name
+    from .names import check_model_name
 
     data = config.data
     name = config.model.name
-    _check_name(name, hub=False)  # an unknown name says so, not "cannot take this size"
+    check_model_name(name, hub=False)  # an unknown name says so, not "cannot take this size"
     if data.image_size is None:
         if name in BUILTIN_MODELS:
             update: dict[str, Any] = {"image_size": BUILTIN_IMAGE_SIZE}

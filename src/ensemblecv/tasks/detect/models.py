@@ -204,11 +204,12 @@ def _torchvision(name: str, n: int, cfg: ModelConfig) -> nn.Module:
 def _timm_features(cfg: ModelConfig, image_size: int) -> TimmFeatures:
     import timm
 
-    from ...models.factory import _cache_only_when_offline, _check_name
+    from ...models.factory import _cache_only_when_offline
+    from ...models.names import check_model_name
 
     source = _weights_source(cfg.backbone_pretrained, "model.backbone_pretrained")
     try:
-        _check_name(cfg.backbone, hub=source is True)
+        check_model_name(cfg.backbone, hub=source is True)
     except ConfigError as exc:
         raise ConfigError(f"model.backbone: {exc}") from None
     kwargs: dict[str, Any] = dict(features_only=True, pretrained=source is True)
