@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, format_list
-from .samples import COLUMNS, SampleTable, from_folder
+from .sample_table import COLUMNS, SampleTable, from_folder
 
 DOMAIN_COLUMN = "domain"
 
