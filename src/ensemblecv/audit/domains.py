@@ -80,7 +80,7 @@ def domain_grids(scan: ScanResult, per_class: int) -> dict[str, bytes]:
 
 def domains_html(audit: dict, images: dict[str, bytes]) -> str:
     """The audit page's "Domains" section ('' without domains)."""
-    from .html import _e, _img, _table
+    from .page import _e, _img, _table
 
     section = audit.get("domains")
     if not section:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...audit.html import _CSS, MAX_BAD_ROWS, MAX_DUPLICATE_ROWS, _capped, _e, _fmt, _img, _table
+from ...audit.page import _CSS, MAX_BAD_ROWS, MAX_DUPLICATE_ROWS, _capped, _e, _fmt, _img, _table
 
 MAX_BACKGROUND_ROWS = 100
 
