@@ -191,10 +191,11 @@ def test_held_out_domain_never_enters_training_selection_or_statistics(tmp_path)
     assert "test_accuracy" in board.columns
     # The protocol workspace's table and report read the sub-workspaces' leaderboards.
     from ensemblecv.domains.protocol import _write_protocol
-    from ensemblecv.report import build_report
+    from ensemblecv.tasks import workspace_task
 
     _write_protocol(cfg, ["colour", "inverted", "photo", "sketch"])
-    page = build_report(root, gradcam=False, max_gallery=0)
+    options = {"gradcam": False, "max_gallery": 0}
+    page = workspace_task(root).build_report(root, None, options)
     assert page == root / "report" / "index.html" and "sketch" in page.read_text()
     table = pd.read_csv(root / "domains.csv").set_index("name")
     assert table.loc["erm", "sketch"] == pytest.approx(

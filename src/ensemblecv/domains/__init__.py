@@ -7,14 +7,8 @@ domain as its labelled test set), and every existing verb works on it unchanged.
 See docs/domains.md.
 """
 
-from .protocol import (
-    build_lodo_ensembles,
-    held_out_config,
-    is_lodo_workspace,
-    lodo_domains,
-    sub_workspaces,
-    train_lodo,
-)
+from .layout import is_lodo_workspace, protocol_domains, sub_workspaces
+from .protocol import build_lodo_ensembles, held_out_config, lodo_domains, train_lodo
 from .table import domain_table, print_domain_table, seed_summary, write_domain_table
 
 __all__ = [
@@ -24,6 +18,7 @@ __all__ = [
     "is_lodo_workspace",
     "lodo_domains",
     "print_domain_table",
+    "protocol_domains",
     "seed_summary",
     "sub_workspaces",
     "train_lodo",

@@ -27,8 +27,7 @@ import pandas as pd
 from .._io import atomic_write_text
 from ..config import ExperimentConfig
 from ..errors import ConfigError, DataError
-
-PROTOCOL_FILE = "protocol.json"
+from .layout import PROTOCOL_FILE, sub_workspaces
 
 
 def lodo_domains(config: ExperimentConfig) -> list[str]:
@@ -126,23 +125,6 @@ def expand_lodo(configs: list[ExperimentConfig]) -> list[ExperimentConfig]:
         else:
             out.append(config)
     return out
-
-
-def is_lodo_workspace(root: str | Path) -> bool:
-    return (Path(root) / PROTOCOL_FILE).is_file()
-
-
-def protocol_domains(root: str | Path) -> list[str]:
-    """The domains of a protocol workspace, in order (every one is held out once)."""
-    return list(json.loads((Path(root) / PROTOCOL_FILE).read_text(encoding="utf-8"))["domains"])
-
-
-def sub_workspaces(root: str | Path) -> dict[str, Path]:
-    """Held-out domain → its sub-workspace folder (those that exist), in the protocol's order."""
-    root = Path(root)
-    return {
-        d: root / "domains" / d for d in protocol_domains(root) if (root / "domains" / d).is_dir()
-    }
 
 
 def build_lodo_ensembles(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .protocol import sub_workspaces
+from .layout import sub_workspaces
 from .table import format_summary, seed_summary, write_domain_table
 
 

@@ -27,7 +27,7 @@ def domain_table(root: str | Path) -> pd.DataFrame:
     ``average`` is over held-out domains (NaN unless the row has every domain);
     ``train_cv`` is the mean honest CV accuracy on the training domains.
     """
-    from .protocol import protocol_domains, sub_workspaces
+    from .layout import protocol_domains, sub_workspaces
 
     subs = sub_workspaces(root)
     test, cv, kinds, selected, oracle = {}, {}, {}, {}, {}

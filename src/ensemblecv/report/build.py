@@ -307,12 +307,6 @@ def build_report(
 ) -> Path:
     """Write ``out/index.html`` (default ``WORKSPACE/report``) and its figures; returns the page."""
     root = Path(workspace)
-    from ..domains.protocol import is_lodo_workspace
-
-    if is_lodo_workspace(root):  # the domain table + one ordinary report per held-out domain
-        from ..domains.report import build_lodo_report
-
-        return build_lodo_report(root, out, gradcam=gradcam, max_gallery=max_gallery)
     out = Path(out) if out is not None else root / "report"
     store = PredictionStore(root)
     images = _Images(out)

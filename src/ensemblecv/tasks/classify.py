@@ -112,6 +112,12 @@ class ClassifyTask:
         return write_predictions(workspace, data, out, ensemble, options, progress)
 
     def build_report(self, workspace: Path, out, options: dict):
+        from ..domains import is_lodo_workspace
+
+        if is_lodo_workspace(workspace):  # the domain table + a report per held-out domain
+            from ..domains.report import build_lodo_report
+
+            return build_lodo_report(workspace, out, **options)
         from ..report import build_report
 
         return build_report(workspace, out=out, **options)

@@ -310,7 +310,6 @@ class DetectTask:
 
         return float(pooled_oof_metrics(run_dir.parent.parent, run_dir, n_folds)["pooled"][metric])
 
-
     # ------------------------------------------------------- workspace verbs
 
     def _not_yet(self, verb: str):
