@@ -535,6 +535,9 @@ def read_segmentation(
     layout = (
         _read_voc(where, classes, list_file) if found == "voc" else _READERS[found](where, classes)
     )
+    if layout.ignore_color is None:
+        # RGB masks: VOC's void colour means ignore unless a class has that colour.
+        layout.ignore_color = VOC_IGNORE_COLOR
     images, full, bad_rows = _finish(layout, ignore_index)
     names = _settle_classes(layout, full, ignore_index)
     k = len(names)
