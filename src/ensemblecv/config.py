@@ -37,9 +37,21 @@ class NormalizeValues(_Strict):
 class DataConfig(_Strict):
     train: str = Field(description="folder, CSV index or built-in name (fashion-mnist, digits)")
     test: str | None = None
-    # Detection labels (task: detect); the names of ensemblecv.tasks.detect.read's readers.
-    format: Literal["yolo", "coco", "voc", "labelme", "images"] | None = Field(
-        None, description="detection label format of train/test; null = detected from the files"
+    # Label layout: detection (ensemblecv.tasks.detect.read: yolo coco voc labelme images) or
+    # segmentation (ensemblecv.tasks.segment.read: voc folders csv coco images).
+    format: Literal["yolo", "coco", "voc", "labelme", "folders", "csv", "images"] | None = Field(
+        None,
+        description="label layout of train/test (detect: yolo|coco|voc|labelme; segment: "
+        "voc|folders|csv|coco); images = unlabelled; null = detected from the files",
+    )
+    # Segmentation (task: segment).
+    classes: list[str] | str | None = Field(
+        None,
+        description="segment: class names in mask-value order, or a classes file (name [R G B] "
+        "per line); null = classes.txt at the data root, else VOC's / COCO's / class_0..K",
+    )
+    ignore_index: int = Field(
+        255, ge=0, le=255, description="segment: mask value never scored (VOC's void border 255)"
     )
     image_size: int | None = Field(
         None,

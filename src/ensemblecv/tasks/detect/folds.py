@@ -1,43 +1,32 @@
 """Detection folds: multi-label iterative stratification on which classes each image holds.
 
-An image holds several classes, so the classification splitter (one label per
-sample) does not apply; iterative stratification (Sechidis et al., 2011, the
-``iterative-stratification`` package) balances every class's presence across
-folds at once, rarest class first, which is what keeps a rare class in every
-validation fold. Groups (exact duplicates, user groups) are split as units:
-the stratification runs over groups, each with the union of its members'
-classes, and every member takes its group's fold. Background images count as
-one more "class", so they are spread across folds too.
+The stratification itself is shared with segmentation
+(:func:`ensemblecv.data.presence_folds.presence_folds`); here an image's
+classes are those it has a box of, and background images count as one more
+"class", so they are spread across folds too. Groups (exact duplicates, user
+groups) are split as units.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 
+from ...data.presence_folds import group_keys, presence_folds, shared_group_column
 from ...data.scan import _file_hash
-from ...errors import DataError, format_list
 from ._common import main_label
 
 
-def _presence(images: pd.DataFrame, boxes: pd.DataFrame, keys: np.ndarray, n_classes: int):
-    """Per-group class presence (groups sorted by key) plus a background column."""
-    groups, inverse = np.unique(keys, return_inverse=True)
+def _presence(images: pd.DataFrame, boxes: pd.DataFrame, n_classes: int) -> np.ndarray:
+    """Per-image class presence plus a background column, ``(N, n_classes + 1)``."""
     row_of = pd.Series(np.arange(len(images)), index=images["sample_id"].to_numpy())
-    present = np.zeros((len(groups), n_classes + 1), dtype=np.int64)
+    present = np.zeros((len(images), n_classes + 1), dtype=np.int64)
     if len(boxes):
         rows = row_of.reindex(boxes["sample_id"].to_numpy()).to_numpy()
         known = ~np.isnan(rows)
-        rows = rows[known].astype(np.int64)
-        present[inverse[rows], boxes["label"].to_numpy()[known]] = 1
-    has_box = np.zeros(len(images), dtype=bool)
-    if len(boxes):
-        has_box[rows] = True
-    group_has_box = np.bincount(inverse, weights=has_box, minlength=len(groups)) > 0
-    present[~group_has_box, n_classes] = 1
-    return groups, inverse, present
+        present[rows[known].astype(np.int64), boxes["label"].to_numpy()[known]] = 1
+    present[present.sum(1) == 0, n_classes] = 1
+    return present
 
 
 def detection_folds(
@@ -57,59 +46,24 @@ def detection_folds(
     in one fold. A class found in fewer groups than folds cannot be in every
     fold: that is warned once, listing them. Same seed, same folds.
     """
-    if n_folds < 2:
-        raise DataError(f"folds must be at least 2, got {n_folds}.")
     if groups is None:
         groups = images["group"] if "group" in images else images["sample_id"]
-    groups = pd.Series(np.asarray(groups, dtype=object), index=images.index)
-    keys = np.where(
-        groups.isna().to_numpy(), images["sample_id"].to_numpy(), groups.to_numpy()
-    ).astype(str)
+    keys = group_keys(images["sample_id"].to_numpy(), groups)
     n_classes = int(boxes["label"].max()) + 1 if len(boxes) else 0
     if classes is not None:
         n_classes = max(n_classes, len(classes))
-    group_keys, inverse, present = _presence(images, boxes, keys, n_classes)
-    if len(group_keys) < n_folds:
-        raise DataError(
-            f"{len(group_keys)} independent image group(s) cannot fill {n_folds} folds; "
-            f"use folds <= {len(group_keys)} or add images."
-        )
-    per_class = present[:, :n_classes].sum(0)
-    short = [c for c in range(n_classes) if 0 < per_class[c] < n_folds]
-    if short:
-        names = classes or [str(c) for c in range(n_classes)]
-        warnings.warn(
-            f"{len(short)} class(es) are in fewer than {n_folds} independent images (groups count "
-            f"once), so some validation folds will have none of them:\n"
-            + format_list([f"{names[c]!r}: {per_class[c]}" for c in short]),
-            UserWarning,
-            stacklevel=2,
-        )
-    group_fold = _stratify(present[:, present.sum(0) > 0], n_folds, seed)
-    fold = group_fold[inverse]
+    names = list(classes or [str(c) for c in range(n_classes)])[:n_classes]
+    names += [str(c) for c in range(len(names), n_classes)]
+    fold = presence_folds(_presence(images, boxes, n_classes), keys, n_folds, seed, names)
     return pd.DataFrame(
         {
             "sample_id": images["sample_id"].to_numpy(),
-            "fold": fold.astype(np.int64),
+            "fold": fold,
             "label": main_label(images, boxes),
             # As in the classification table: None for an image that is a group of its own.
-            "group": np.where(pd.Series(keys).duplicated(keep=False), keys, None),
+            "group": shared_group_column(keys),
         }
     )
-
-
-def _stratify(y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
-    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
-
-    if y.shape[1] < 2:
-        # One column (one class, no background, or background only) is "binary" to
-        # sklearn's target check; its complement makes it multi-label and changes nothing.
-        y = np.column_stack([y, 1 - y[:, :1]]) if y.shape[1] else np.ones((len(y), 2), np.int64)
-    fold = np.full(len(y), -1, dtype=np.int64)
-    splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    for i, (_, val) in enumerate(splitter.split(np.zeros((len(y), 1)), y)):
-        fold[val] = i
-    return fold
 
 
 def content_groups(images: pd.DataFrame) -> pd.Series:

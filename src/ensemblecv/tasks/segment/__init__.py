@@ -1,5 +1,9 @@
-"""Semantic segmentation behind the task seam (``task: segment``).
+"""Semantic segmentation (``task: segment``): one class per pixel.
 
-The implementation is :mod:`ensemblecv.tasks.segment.task` (its ``TASK``),
-imported on first use; see docs/segmentation.md.
+Data side: :mod:`.read` reads the VOC layout, an ``images/`` + ``masks/``
+folder pair, a CSV index and COCO polygons/RLE into one
+:class:`~.read.SegmentationData` (bad masks listed, never a traceback);
+:mod:`.folds` stratifies folds on per-image class presence with groups kept;
+:mod:`.workspace` writes the workspace tables; :mod:`.audit` and
+:mod:`.convert` serve ``ensemblecv audit`` and ``ensemblecv convert``.
 """
