@@ -22,25 +22,13 @@ from torch.utils.data import Dataset
 from ...errors import ConfigError, DataError
 
 
-def read_mask(path: str, palette: np.ndarray | None = None, ignore_index: int = 255) -> np.ndarray:
-    """A mask file → uint8 class ids (H, W): palette/grey PNGs as stored, RGB via ``palette``."""
-    from PIL import Image
+def read_mask(
+    path: str, palette: np.ndarray | None = None, ignore_index: int = 255, ignore_color=None
+) -> np.ndarray:
+    """A mask file → uint8 class ids (H, W), by the data half's one rule (:func:`.masks.decode_mask`)."""
+    from .masks import VOC_IGNORE_COLOR, decode_mask
 
-    with Image.open(path) as img:
-        if img.mode in ("P", "L", "I", "I;16"):
-            return np.asarray(img).astype(np.uint8)
-        rgb = np.asarray(img.convert("RGB"))
-    if palette is None:
-        raise DataError(
-            f"{path}: an RGB mask needs the dataset's palette to map colours to classes."
-        )
-    code = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
-    pal = np.asarray(palette, np.int64)
-    keys = (pal[:, 0] << 16) | (pal[:, 1] << 8) | pal[:, 2]
-    out = np.full(rgb.shape[:2], ignore_index, np.uint8)
-    for k, key in enumerate(keys):
-        out[code == key] = k
-    return out
+    return decode_mask(path, palette, ignore_index, ignore_color or VOC_IGNORE_COLOR)
 
 
 def frame_geometry(h: int, w: int, size: int, mode: str) -> tuple[int, int, int, int]:

@@ -364,10 +364,11 @@ def _test_masks(store: MapStore):
     test = config.get("data", {}).get("test")
     if not test:
         return None
+    from ...config import ExperimentConfig
     from .data import read_mask
-    from .read import read_segmentation
+    from .workspace import read_config_data
 
-    data = read_segmentation(test, classes=list(store.classes), ignore_index=store.ignore_index)
+    data = read_config_data(ExperimentConfig.model_validate(config), test)
     by_id = dict(zip(data.images["sample_id"].astype(str), data.images["mask_path"]))
     if any(by_id.get(s) is None or pd.isna(by_id.get(s)) for s in store.test_ids):
         return None

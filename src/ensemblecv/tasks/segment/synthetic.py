@@ -18,20 +18,6 @@ import numpy as np
 CLASSES = ["background", "circle", "square", "triangle", "digit"]
 
 
-def voc_palette(n: int = 256) -> np.ndarray:
-    """The Pascal VOC colour map (n, 3) uint8: class k's colour from the bits of k."""
-    pal = np.zeros((n, 3), np.uint8)
-    for k in range(n):
-        c, r, g, b = k, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        pal[k] = (r, g, b)
-    return pal
-
-
 def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     import cv2
 
@@ -95,6 +81,8 @@ def make_shapes_dataset(
     from PIL import Image
     from sklearn.datasets import load_digits
 
+    from .masks import voc_palette
+
     root = Path(root)
     digits = load_digits().images  # (1797, 8, 8), 0..16
     rng = np.random.default_rng(seed)
@@ -113,4 +101,4 @@ def make_shapes_dataset(
     return root
 
 
-__all__ = ["CLASSES", "make_shapes_dataset", "voc_palette"]
+__all__ = ["CLASSES", "make_shapes_dataset"]

@@ -168,11 +168,9 @@ class SegmentTask:
     def _load_test(self, config, inputs: SegmentInputs, progress: bool) -> None:
         from ..._progress import maybe_progress
         from .data import SegmentSource
-        from .read import read_segmentation
+        from .workspace import read_config_data
 
-        test = read_segmentation(
-            config.data.test, classes=list(inputs.classes), ignore_index=inputs.ignore_index
-        )
+        test = read_config_data(config, config.data.test)
         images = test.images.sort_values("sample_id", kind="stable").reset_index(drop=True)
         if config.data.test_limit is not None:
             images = images.iloc[: config.data.test_limit].reset_index(drop=True)
