@@ -61,7 +61,10 @@ def write_maps(module, inputs, config, fold, fold_dir: Path, rows, device) -> di
 
     seg = config.segment
     k = inputs.num_classes
-    side = store_side(k, seg.store_bytes, seg.store_dtype, seg.store_size)
+    # Storing finer than the model's own input frame would add bytes, not information.
+    side = min(
+        store_side(k, seg.store_bytes, seg.store_dtype, seg.store_size), config.data.image_size
+    )
     metrics: dict[str, float] = {}
     if not is_rank_zero():
         return metrics  # rank 0 predicts every row; the maps are written once
