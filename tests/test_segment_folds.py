@@ -147,6 +147,7 @@ def test_workspace_rasterises_coco_once(tmp_path):
         np.testing.assert_array_equal(data.load_mask(i), truth[sid])
 
 
+@pytest.mark.filterwarnings("ignore:.*fewer than 3 independent:UserWarning")
 def test_config_keys_reach_the_reader(tmp_path):
     make_folders(tmp_path / "d", n=6, n_classes=3)
     config = _config(tmp_path / "ws", tmp_path / "d", format="folders", classes=["bg", "a", "b"],

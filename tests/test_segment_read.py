@@ -321,3 +321,29 @@ def test_sources_are_never_modified(tmp_path, maker):
             read_segmentation(tmp_path / "bad")
     assert tree_hash(tmp_path) == before
     assert isinstance(data.images, pd.DataFrame)
+
+
+def test_16bit_grey_masks(tmp_path):
+    truth = make_folders(tmp_path, n=3, n_classes=3, mode="L")
+    for sid, mask in truth.items():
+        stem = sid.removeprefix("images/").rsplit(".", 1)[0]
+        Image.fromarray(mask.astype(np.uint16)).save(tmp_path / "masks" / f"{stem}.png")
+    assert Image.open(tmp_path / "masks" / "img_000.png").mode.startswith("I")
+    _assert_exact(read_segmentation(tmp_path), truth)
+    Image.fromarray(np.full((H, W), 1000, np.uint16)).save(tmp_path / "masks" / "img_001.png")
+    with pytest.warns(UserWarning, match=r"unknown_value \(I;16 mask holds values up to 1000"):
+        read_segmentation(tmp_path)
+
+
+def test_exif_rotated_image_with_a_stored_size_mask(tmp_path):
+    from detect_fakes import EXIF_STORED, exif_image
+
+    make_folders(tmp_path, n=2)
+    exif_image(tmp_path / "images" / "turned.jpg")  # stored 40x24, shown 24x40
+    save_palette_png(np.zeros(EXIF_STORED[::-1], np.uint8), tmp_path / "masks" / "turned.png")
+    with pytest.warns(UserWarning, match="size_mismatch"):
+        data = read_segmentation(tmp_path)
+    assert (
+        "EXIF orientation 6" in data.bad["detail"][0]
+        and "mask 40x24, image 24x40" in data.bad["detail"][0]
+    )

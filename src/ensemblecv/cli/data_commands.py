@@ -84,16 +84,47 @@ def audit(
     layout: str = typer.Option(
         "imagefolder", help="imagefolder (ROOT/CLASS/image) | domains (ROOT/DOMAIN/CLASS/image)."
     ),
+    task: str = typer.Option(
+        "auto",
+        help="auto | classify | detect | segment. auto: detection labels -> detect, masks "
+        "(VOC SegmentationClass/, images/+masks/, a CSV with mask_path) -> segment.",
+    ),
+    ignore_index: int = typer.Option(
+        255, min=0, max=255, help="Segmentation: the mask value never scored (VOC's void)."
+    ),
 ) -> None:
     """Analyse a dataset: class balance, sizes, modes, brightness, mean/std, duplicates, bad files.
 
     A detection dataset (YOLO, COCO, VOC, LabelMe) gets the detection audit:
     boxes per class and image, box sizes, bad labels, a grid with boxes drawn.
+    A segmentation dataset (VOC masks, images/ + masks/, a CSV with mask_path;
+    COCO polygons with --task segment) gets the mask audit: pixel share and
+    images per class, mask coverage, bad masks, a grid with masks overlaid.
     Multi-domain data (``--layout domains``) is also audited per domain.
     """
     from ..tasks.detect.read import detect_format
+    from ..tasks.segment.read import detect_format as segment_format
 
-    if detect_format(data) is not None:
+    if task not in ("auto", "classify", "detect", "segment"):
+        raise DataError(f"--task must be auto, classify, detect or segment, got {task!r}.")
+    if task == "auto":
+        # Detection keeps what it recognised before segmentation existed (a VOC2012 root
+        # has both Annotations/ and SegmentationClass/: --task segment for its masks).
+        task = (
+            "detect" if detect_format(data) else "segment" if segment_format(data) else "classify"
+        )
+    if task == "segment":
+        from ..tasks.segment.audit import audit_segmentation, summarize_segmentation
+        from ..tasks.segment.read import read_segmentation
+
+        masks = read_segmentation(data, ignore_index=ignore_index)
+        with progress_bar("scan", len(masks)) as advance:
+            result = audit_segmentation(
+                masks, out, min_per_class=min_per_class, workers=workers, progress=advance
+            )
+        summarize_segmentation(result.audit, console)
+        return
+    if task == "detect":
         from ..tasks.detect import read_detection
         from ..tasks.detect.audit import audit_detection, summarize_detection
 

@@ -443,7 +443,7 @@ def _finish(layout: _Layout, ignore_index: int, inferred_ok: bool = True):
     rows, full = [], []
     for c in layout.candidates:
         try:
-            width, height, _ = read_header(c.image)
+            width, height, orientation = read_header(c.image)
         except ImageLoadError as exc:
             reason = "image_missing" if exc.reason == "missing" else "unreadable"
             detail = exc.reason + (f": {exc.detail}" if exc.detail else "")
@@ -464,7 +464,13 @@ def _finish(layout: _Layout, ignore_index: int, inferred_ok: bool = True):
                     mask = decode_mask(c.mask, layout.palette, ignore_index, layout.ignore_color)
                     _check_mask(mask, c.mask, width, height, 256, ignore_index)
             except MaskError as exc:
-                bad.append((display_path(exc.path, layout.root), exc.reason, exc.detail))
+                detail = exc.detail
+                if exc.reason == "size_mismatch" and orientation in (5, 6, 7, 8):
+                    detail += (
+                        f"; the image's EXIF orientation {orientation} turns it for display "
+                        "(as training sees it): the mask matches the stored pixels, rotate it"
+                    )
+                bad.append((display_path(exc.path, layout.root), exc.reason, detail))
                 continue
             full.append(value_counts(mask))
         rows.append(

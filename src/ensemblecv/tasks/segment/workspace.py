@@ -32,13 +32,15 @@ def segment_source_id(data_config) -> str:
     return str(Path(data_config.train).expanduser().resolve())
 
 
-def read_config_data(config, path: str | None = None) -> SegmentationData:
-    """``data.train`` (or ``path``) read with the config's ``data.format/classes/ignore_index/strict``."""
+def read_config_data(config, path: str | None = None, classes=None) -> SegmentationData:
+    """``data.train`` (or ``path``, e.g. ``data.test``) read with the config's
+    ``data.format/classes/ignore_index/strict``; ``classes`` overrides them (a test set
+    read with the training classes, so its values mean the same)."""
     data = config.data
     return read_segmentation(
         path or data.train,
         format=getattr(data, "format", None),
-        classes=getattr(data, "classes", None),
+        classes=classes if classes is not None else getattr(data, "classes", None),
         ignore_index=getattr(data, "ignore_index", 255),
         strict=data.strict,
     )
