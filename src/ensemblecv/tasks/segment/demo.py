@@ -51,10 +51,10 @@ def demo_configs(workspace: Path, data: Path, fast: bool, epochs: int | None = N
             },
             "model": model,
             "train": {
-                "epochs": epochs or (4 if fast else 12),
-                "batch_size": 16,
+                "epochs": epochs or (8 if fast else 20),
+                "batch_size": 8,
                 "optimizer": "adamw",
-                "lr": 0.005,
+                "lr": 0.01,
                 "weight_decay": 1e-4,
                 "scheduler": "poly",
                 "seed": 0,
@@ -86,7 +86,7 @@ def run_segment_demo(
     workspace = Path(workspace)
     data = workspace / "data"
     if not (data / "train").is_dir():
-        n_train, n_test = (150, 45) if fast else (480, 120)
+        n_train, n_test = (120, 45) if fast else (360, 120)
         make_shapes_dataset(data, n_train, n_test, seed=0)
     configs = demo_configs(workspace, data, fast, epochs)
     console.rule("[bold]ensemblecv demo --task segment[/]" + (" (fast)" if fast else ""))
