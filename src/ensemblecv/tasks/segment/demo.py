@@ -44,7 +44,7 @@ def demo_configs(workspace: Path, data: Path, fast: bool, epochs: int | None = N
             "data": {
                 "train": str(data / "train"),
                 "test": str(data / "test"),
-                "image_size": 64,
+                "image_size": 32 if fast else 64,
                 "folds": 3,
                 "resize": "letterbox",
                 "normalize": "dataset",
@@ -87,7 +87,8 @@ def run_segment_demo(
     data = workspace / "data"
     if not (data / "train").is_dir():
         n_train, n_test = (120, 45) if fast else (360, 120)
-        make_shapes_dataset(data, n_train, n_test, seed=0)
+        size = (32, 40) if fast else (48, 64)  # --fast: a quarter of the pixels
+        make_shapes_dataset(data, n_train, n_test, size=size, seed=0)
     configs = demo_configs(workspace, data, fast, epochs)
     console.rule("[bold]ensemblecv demo --task segment[/]" + (" (fast)" if fast else ""))
     console.print(f"dataset: shapes and digits on texture, {data} (images/ + masks/, void 255)")
