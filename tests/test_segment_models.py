@@ -24,7 +24,7 @@ HEAVY = {"deeplabv3_resnet101", "fcn_resnet101", "deeplabv3_resnet50", "fcn_resn
 
 
 def _cfg(name: str, **kw) -> ModelConfig:
-    backbone = "resnet18" if name in SMP_ARCHITECTURES else None
+    backbone = "tu-resnet10t" if name in SMP_ARCHITECTURES else None
     return ModelConfig(name=name, backbone=backbone, **kw)
 
 
