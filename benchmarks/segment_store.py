@@ -110,7 +110,8 @@ def main() -> None:
     ap.add_argument("--noise", type=float, default=3.0)
     ap.add_argument("--workspace", type=Path, default=None)
     args = ap.parse_args()
-    part1(args)
+    if args.n > 0:  # --n 0: only the workspace's figures
+        part1(args)
     if args.workspace is not None:
         part2(args.workspace)
 
