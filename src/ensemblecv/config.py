@@ -172,7 +172,7 @@ class EarlyStoppingConfig(_Strict):
     monitor: str = Field(
         "val_loss",
         description="a validation metric of the task: val_loss | val_acc (classify), "
-        "val_map | val_map50 (detect); default: the task's own",
+        "val_map | val_map50 (detect), val_miou (segment); default: the task's own",
     )
     patience: int = Field(5, ge=1)
     mode: Literal["min", "max"] | None = Field(
@@ -204,7 +204,10 @@ class TrainConfig(_Strict):
     )
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
-    scheduler: Literal["none", "step", "multistep", "cosine", "onecycle", "plateau"] = "cosine"
+    scheduler: Literal["none", "step", "multistep", "cosine", "onecycle", "plateau", "poly"] = (
+        "cosine"
+    )
+    poly_power: float = Field(0.9, gt=0, description="poly schedule: lr * (1 - t/T) ** power")
     warmup_epochs: int = Field(0, ge=0, description="linear warm-up before cosine")
     step_size: int = Field(10, ge=1, description="StepLR period in epochs")
     gamma: float = Field(0.1, gt=0, le=1, description="StepLR / multistep / plateau decay factor")
@@ -287,6 +290,40 @@ class DetectConfig(_Strict):
     )
 
 
+class SegmentConfig(_Strict):
+    """Segmentation options (``task: segment``): loss, auxiliary head, OOF map storage, TTA."""
+
+    loss: str | dict[str, float] = Field(
+        "cross_entropy",
+        description="cross_entropy | dice | focal | lovasz | jaccard, or a weighted sum "
+        "{dice: 0.5, cross_entropy: 0.5}",
+    )
+    aux_weight: float = Field(
+        0.5, ge=0, description="weight of the auxiliary head's loss (DeepLabV3 / FCN)"
+    )
+    recipe: Literal["torchvision"] | None = Field(
+        None,
+        description="torchvision: the reference recipe (random scale 0.5-2.0, flip, crop, "
+        "SGD + poly LR per iteration, aux loss 0.5) for the keys the config leaves unset",
+    )
+    store_bytes: int = Field(
+        49152,
+        ge=256,
+        description="bytes per image for one run's OOF probability map (sets its side)",
+    )
+    store_size: int | None = Field(
+        None, ge=4, le=1024, description="side of the stored maps in px (overrides store_bytes)"
+    )
+    store_dtype: Literal["uint8", "float16"] = "uint8"
+    tta: list[Literal["hflip", "scales"]] = Field(
+        default_factory=list,
+        description="also store OOF/test maps with flip and/or multi-scale TTA (a member of its own)",
+    )
+    tta_scales: list[float] = Field(
+        default_factory=lambda: [0.75, 1.0, 1.25], min_length=1, description="scales of 'scales'"
+    )
+
+
 class TrackingConfig(_Strict):
     backend: Literal["mlflow", "wandb", "none"] = "mlflow"
     uri: str | None = Field(None, description="default sqlite:///WORKSPACE/mlflow.db")
@@ -312,7 +349,7 @@ class ExperimentConfig(_Strict):
     name: str | None = Field(
         None, description="run name in the workspace (default: the model name)"
     )
-    task: str = Field("classify", description="classify | detect (see ensemblecv.tasks)")
+    task: str = Field("classify", description="classify | detect | segment (see ensemblecv.tasks)")
     data: DataConfig
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
@@ -320,6 +357,7 @@ class ExperimentConfig(_Strict):
     tracking: TrackingConfig = TrackingConfig()
     trainer: TrainerConfig = TrainerConfig()
     detect: DetectConfig = DetectConfig()
+    segment: SegmentConfig = SegmentConfig()
 
     @model_validator(mode="before")
     @classmethod

@@ -169,3 +169,10 @@ def _domains_demo(workspace: Path, **kwargs):
     from .domains.demo import run_domains_demo
 
     return run_domains_demo(workspace, **kwargs)
+
+
+@_demos.register("segment")
+def _segment_demo(workspace: Path, **kwargs):
+    from .tasks.segment.demo import run_segment_demo
+
+    return run_segment_demo(workspace, **kwargs)

@@ -16,13 +16,15 @@ def demo(
     fast: bool = typer.Option(
         False,
         help="classify: 5,000 training images, 2,000 test images, 4 epochs (about 3.5 minutes "
-        "on 2 CPU cores); domains: 150 images per domain, 2 folds, 4 epochs (about 4.3 CPU-minutes).",
+        "on 2 CPU cores); domains: 150 images per domain, 2 folds, 4 epochs (about 4.3 CPU-minutes); "
+        "segment: 120 training images, 8 epochs.",
     ),
     task: str = typer.Option(
         "classify",
         "--task",
         help="classify (audit, 3 models, ensembles, predict) | domains (leave-one-domain-out: "
-        "ERM vs MixStyle vs weight averaging vs the ensemble of averages).",
+        "ERM vs MixStyle vs weight averaging vs the ensemble of averages) | segment (shapes and "
+        "digits, 3 segmenters, map ensembles, test mIoU).",
     ),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:

@@ -100,6 +100,8 @@ class ReportContent:
     audit_link: str | None = None
     configs: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: Section titles a task words its own way (anchor -> title), e.g. segmentation's gallery.
+    titles: dict[str, str] = field(default_factory=dict)
 
 
 def _e(value: Any) -> str:
@@ -261,7 +263,8 @@ SECTIONS = (
 
 def render_report(content: ReportContent) -> str:
     """The whole page; sections without content are left out (and out of the menu)."""
-    bodies = [(a, t, _section(a, t, fn(content))) for a, t, fn in SECTIONS]
+    sections = [(a, content.titles.get(a, t), fn) for a, t, fn in SECTIONS]
+    bodies = [(a, t, _section(a, t, fn(content))) for a, t, fn in sections]
     nav = "".join(f'<a href="#{a}">{_e(t.split(":")[0])}</a>' for a, t, b in bodies if b)
     notes = "".join(f'<p class="warning">{_e(n)}</p>' for n in content.notes)
     return (

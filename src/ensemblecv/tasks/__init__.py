@@ -1,6 +1,6 @@
 """Tasks: the seam between the shared pipeline and what each kind of problem needs.
 
-``task: classify | detect`` in the config names an entry here. Everything
+``task: classify | detect | segment`` in the config names an entry here. Everything
 that differs per task — reading annotations, the fold stratification key,
 model factory, LightningModule, collate, augmentation targets, the prediction
 format in the store, the score, report sections — is a hook of the task's
@@ -83,6 +83,17 @@ register_task(
         mode="max",
         val_metrics=("val_map", "val_map50"),
         sweep_metrics=(("map", "maximize"), ("map50", "maximize")),
+    )
+)
+register_task(
+    TaskInfo(
+        name="segment",
+        module="ensemblecv.tasks.segment.task",
+        description="a class per pixel; OOF probability maps (bounded); dataset-level mIoU",
+        monitor="val_miou",
+        mode="max",
+        val_metrics=("val_miou", "val_pixel_acc"),
+        sweep_metrics=(("miou", "maximize"), ("pixel_acc", "maximize")),
     )
 )
 

@@ -48,6 +48,15 @@ def _cosine_with_warmup(total: int, warmup: int, min_ratio: float):
     return factor
 
 
+def _poly_with_warmup(total: int, warmup: int, power: float):
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, 1 - (step - warmup) / max(1, total - warmup)) ** power
+
+    return factor
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer,
     cfg: TrainConfig,
@@ -74,6 +83,10 @@ def build_scheduler(
         s = sched.MultiStepLR(
             optimizer, [m * steps_per_epoch for m in cfg.milestones], gamma=cfg.gamma
         )
+    elif cfg.scheduler == "poly":
+        # The torchvision segmentation reference: (1 - t/T) ** 0.9 per iteration, after warm-up.
+        fn = _poly_with_warmup(total, cfg.warmup_epochs * steps_per_epoch, cfg.poly_power)
+        s = sched.LambdaLR(optimizer, fn)
     elif cfg.scheduler == "onecycle":
         s = sched.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total)
     else:
