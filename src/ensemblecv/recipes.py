@@ -12,12 +12,18 @@ measurement says so. Registering one is one call::
 
     register_recipe(Recipe("segment-small", "…", {"task": "segment", ...}, measured="…"))
 
+A value may be a callable of no arguments, resolved when the recipe is applied:
+how a recipe tunes itself to the machine (batch size, mixed precision on a
+GPU). The resolved config records the value chosen.
+
 Importing this module is cheap (no torch): config validation uses it.
 """
 
 from __future__ import annotations
 
 import copy
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +42,10 @@ class Recipe:
     measured: str = "not measured yet"
     #: Longer notes for ``ensemblecv recipes --verbose`` and docs/recipes.md.
     notes: list[str] = field(default_factory=list)
+
+    def resolved(self) -> dict[str, Any]:
+        """The config keys with machine-dependent values settled for this machine."""
+        return _resolved(self.config)
 
 
 _RECIPES: Registry[Recipe] = Registry("recipe")
@@ -58,6 +68,29 @@ def get_recipe(name: str) -> Recipe:
         raise ConfigError(f"{exc}. See `ensemblecv recipes`.") from None
 
 
+def has_cuda() -> bool:
+    """Whether a CUDA GPU is usable, answered without importing torch when it is not loaded
+    yet (config errors must answer fast): the NVIDIA driver's /proc entry on Linux."""
+    if "torch" in sys.modules:
+        return bool(sys.modules["torch"].cuda.is_available())
+    from pathlib import Path
+
+    return Path("/proc/driver/nvidia/version").is_file()
+
+
+def on_machine(cpu: Any, cuda: Any) -> Callable[[], Any]:
+    """A recipe value that is ``cuda`` where a GPU is usable, else ``cpu``."""
+    return lambda: cuda if has_cuda() else cpu
+
+
+def _resolved(value: Any) -> Any:
+    if callable(value):
+        return value()
+    if isinstance(value, dict):
+        return {k: _resolved(v) for k, v in value.items()}
+    return value
+
+
 def merge_under(defaults: dict, user: dict) -> dict:
     """``user`` with ``defaults`` filled in below it: sections merge key by key, the user's
     value wins wherever both have one (a non-mapping value replaces a whole section)."""
@@ -77,7 +110,7 @@ def apply_recipe(raw: dict) -> dict:
         return raw
     if not isinstance(name, str):
         raise ConfigError(f"recipe must be a recipe name, got {name!r}; see `ensemblecv recipes`.")
-    return merge_under(get_recipe(name).config, raw)
+    return merge_under(get_recipe(name).resolved(), raw)
 
 
 # ---------------------------------------------------------------- the built-in recipes
@@ -95,7 +128,7 @@ register_recipe(
             "model": {"name": "resnet9_small"},
             "train": {
                 "epochs": 8,
-                "batch_size": 256,
+                "batch_size": on_machine(cpu=256, cuda=512),
                 "optimizer": "sgd",
                 "lr": 0.2,
                 "momentum": 0.9,
@@ -111,6 +144,7 @@ register_recipe(
                 "preset": "none",
                 "batch": {"crop_padding": 2, "hflip": 0.5, "erasing": 0.5},
             },
+            "trainer": {"precision": on_machine(cpu="32", cuda="16-mixed")},
         },
         measured="not measured yet",
     )
@@ -138,14 +172,14 @@ register_recipe(
                 "tta": ["hflip"],
             },
             "augment": {"preset": "light"},
-            "trainer": {"precision": "16-mixed"},
+            "trainer": {"precision": on_machine(cpu="32", cuda="16-mixed")},
         },
         measured=(
             "not measured here (needs hub weights and a GPU); the sketch report's setting "
             "it packages reached its published figures on a GPU"
         ),
         notes=[
-            "16-mixed precision needs a GPU; on a CPU set trainer.precision=bf16-mixed or 32.",
+            "Mixed precision (16-mixed) where a GPU is usable, 32-bit on a CPU.",
             "Offline, point model.pretrained at a weights file instead of true.",
         ],
     )
@@ -184,6 +218,8 @@ __all__ = [
     "apply_recipe",
     "get_recipe",
     "list_recipes",
+    "has_cuda",
     "merge_under",
+    "on_machine",
     "register_recipe",
 ]

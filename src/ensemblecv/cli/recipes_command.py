@@ -20,9 +20,10 @@ def recipes(
         recipe = get_recipe(name)
         console.print(f"[bold]{recipe.name}[/]: {recipe.description}")
         console.print(f"measured: {recipe.measured}")
+        console.print("keys (for this machine; yours override them):")
         for note in recipe.notes:
             console.print(f"note: {note}")
-        console.print(yaml.safe_dump(recipe.config, sort_keys=False).rstrip(), markup=False)
+        console.print(yaml.safe_dump(recipe.resolved(), sort_keys=False).rstrip(), markup=False)
         return
     table = Table("recipe", "for", "measured", show_lines=True)
     for n in list_recipes():
