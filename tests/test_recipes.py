@@ -104,7 +104,9 @@ def test_overrides_beat_the_recipe_key_by_key_and_sections_merge():
 
 
 def test_unknown_recipe_fails_listing_the_known_ones():
-    with pytest.raises(ConfigError, match=r"Unknown recipe 'small-gpu'.*small-cpu.*ensemblecv recipes"):
+    with pytest.raises(
+        ConfigError, match=r"Unknown recipe 'small-gpu'.*small-cpu.*ensemblecv recipes"
+    ):
         validate_config({"recipe": "small-gpu", "data": {"train": "x"}})
     with pytest.raises(ConfigError, match="recipe must be a recipe name"):
         validate_config({"recipe": 3, "data": {"train": "x"}})
@@ -229,7 +231,9 @@ def test_ema_weights_are_saved_as_the_model_and_predicted_with(bars, tmp_path):
     from ensemblecv.training.inputs import prepare_inputs
     from ensemblecv.training.module import ClassifierModule
 
-    cfg = _recipe_config("small-cpu", bars, tmp_path / "ws", "train.epochs=2", "train.tta=[]")
+    cfg = _recipe_config(
+        "small-cpu", bars, tmp_path / "ws", "train.epochs=2", "train.tta=[]", "train.lr=0.01"
+    )
     train(cfg, folds=[0], progress=False)
     fold = tmp_path / "ws" / "runs" / "resnet9_small" / "fold_0"
     ckpt = torch.load(fold / "best.ckpt", map_location="cpu", weights_only=False)
@@ -255,4 +259,4 @@ def test_ema_weights_are_saved_as_the_model_and_predicted_with(bars, tmp_path):
         swapped[k] = state["ema.module." + k[6:]]
     module.load_state_dict(swapped)
     raw_probs = predict_probs(module, ds, 16, torch.device("cpu"), 0)
-    assert not np.allclose(raw_probs, ema_probs, atol=1e-4)
+    assert np.abs(raw_probs - ema_probs).max() > 1e-3
