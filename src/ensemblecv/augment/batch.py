@@ -50,21 +50,19 @@ class BatchAugment:
         if self.cfg.hflip > 0:
             x = torch.where(flip.to(dev).view(b, 1, 1, 1), x.flip(3), x)
         if self.cfg.erasing > 0:
+            # The few per-sample numbers travel to the device; the masks are built there.
             ratio = log_ratio.exp()
             eh = (area * h * w * ratio).sqrt().clamp(1, h)
             ew = (area * h * w / ratio).sqrt().clamp(1, w)
             y0 = (centre[0] * (h - eh)).floor()
             x0 = (centre[1] * (w - ew)).floor()
-            ys = torch.arange(h).view(1, h, 1)
-            xs = torch.arange(w).view(1, 1, w)
-            box = (
-                (ys >= y0.view(b, 1, 1))
-                & (ys < (y0 + eh).view(b, 1, 1))
-                & (xs >= x0.view(b, 1, 1))
-                & (xs < (x0 + ew).view(b, 1, 1))
-                & erase.view(b, 1, 1)
+            y0, y1, x0, x1, on = (
+                t.to(dev).view(b, 1, 1) for t in (y0, y0 + eh, x0, x0 + ew, erase)
             )
-            x = x.masked_fill(box.to(dev).unsqueeze(1), 0)
+            ys = torch.arange(h, device=dev).view(1, h, 1)
+            xs = torch.arange(w, device=dev).view(1, 1, w)
+            box = (ys >= y0) & (ys < y1) & (xs >= x0) & (xs < x1) & on
+            x = x.masked_fill(box.unsqueeze(1), 0)
         return x
 
     def __repr__(self) -> str:
