@@ -17,7 +17,7 @@ size and precision there).
 
     python benchmarks/time_to_accuracy.py                 # 30 minutes, the target
     python benchmarks/time_to_accuracy.py --minutes 10    # a shorter budget
-    python benchmarks/time_to_accuracy.py --quick         # ~3 min smoke run on 6,000 images
+    python benchmarks/time_to_accuracy.py --quick         # a ~3 min smoke run on 2,500 images
 
 Load average is printed beside every figure: on a shared machine the budget buys
 fewer epochs, and the table says so.
@@ -120,6 +120,7 @@ def engine_side(args, epochs: int, ws: Path) -> dict:
     }
     if args.n:
         cfg["data"].update(limit=args.n, test_limit=args.test_n)
+    ws.parent.mkdir(parents=True, exist_ok=True)
     path = ws.parent / "time_to_accuracy.yaml"
     path.write_text(yaml.safe_dump(cfg))
     start = time.perf_counter()
@@ -189,13 +190,15 @@ def _at(curve: list[tuple[float, float | None, str]], minute: float) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, default=30.0, help="budget per side (default 30)")
-    ap.add_argument("--quick", action="store_true", help="3 min on 6,000 / 2,000 images")
+    ap.add_argument(
+        "--quick", action="store_true", help="3 min on 2,500 / 1,000 images (a smoke run)"
+    )
     ap.add_argument("--runs", type=int, default=1, help="members trained (train.repeats)")
     ap.add_argument("--epochs", type=int, default=None, help="fix the epochs (no fitting)")
     ap.add_argument("--no-plain", action="store_true", help="skip the plain PyTorch loop")
     ap.add_argument("--workspace", type=Path, default=None, help="default: a temporary folder")
     args = ap.parse_args()
-    args.n, args.test_n = (6000, 2000) if args.quick else (None, None)
+    args.n, args.test_n = (2500, 1000) if args.quick else (None, None)
     if args.quick:
         args.minutes = min(args.minutes, 3.0)
     args.checkpoints = [m for m in (5, 10, 20, 30) if m < args.minutes] + [args.minutes]

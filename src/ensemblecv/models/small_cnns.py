@@ -302,7 +302,7 @@ class ResNet9Small(_TimmApi):
         drop_rate: float = 0.0,
         global_pool: str = "avg",
         drop_path_rate: float = 0.0,
-        width: int = 32,
+        width: int = 16,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -355,5 +355,5 @@ def resnet_mini(pretrained: bool = False, **kwargs: Any) -> ResNetMini:
 
 @register_model
 def resnet9_small(pretrained: bool = False, **kwargs: Any) -> ResNet9Small:
-    """ResNet-9 for small images (widths 32/64/128/256; ``width`` scales them): small-cpu's."""
+    """ResNet-9 for small images (widths 16/32/64/128; ``width`` scales them): small-cpu's."""
     return _create("resnet9_small", ResNet9Small, pretrained, **kwargs)
