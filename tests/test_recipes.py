@@ -260,3 +260,8 @@ def test_ema_weights_are_saved_as_the_model_and_predicted_with(bars, tmp_path):
     module.load_state_dict(swapped)
     raw_probs = predict_probs(module, ds, 16, torch.device("cpu"), 0)
     assert np.abs(raw_probs - ema_probs).max() > 1e-3
+
+
+def test_configs_without_a_recipe_save_what_they_saved_before():
+    text = to_yaml(validate_config({"data": {"train": "x"}}))
+    assert text.startswith("workspace:") and "recipe" not in text

@@ -539,5 +539,12 @@ def load_config(
 
 
 def to_yaml(config: ExperimentConfig) -> str:
-    """The resolved config as YAML (what each run saves as ``config.yaml``)."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    """The resolved config as YAML (what each run saves as ``config.yaml``).
+
+    ``recipe`` is written only when one is named (first, then the merged values), so
+    runs without one save exactly what they saved before recipes existed.
+    """
+    data = config.model_dump(mode="json")
+    if data.get("recipe") is None:
+        data.pop("recipe", None)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
