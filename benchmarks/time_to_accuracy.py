@@ -199,8 +199,9 @@ def main() -> None:
     ap.add_argument("--workspace", type=Path, default=None, help="default: a temporary folder")
     args = ap.parse_args()
     args.n, args.test_n = (2500, 1000) if args.quick else (None, None)
-    if args.quick:
+    if args.quick:  # a smoke run of the whole path: too few steps for a meaningful accuracy
         args.minutes = min(args.minutes, 3.0)
+        args.epochs = args.epochs or 3
     args.checkpoints = [m for m in (5, 10, 20, 30) if m < args.minutes] + [args.minutes]
     import torch
 
