@@ -133,7 +133,14 @@ def test_recipes_verb_lists_each_recipe_with_its_measurement():
     assert "resnet9_small" in one.output and "crop_padding" in one.output
 
 
-@pytest.mark.parametrize("name", list_recipes())
+#: Recipes whose tiny epoch still builds a big network (resnet50, a detector): marked slow.
+_HEAVY = {"finetune-224", "detect-small"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in _HEAVY else n for n in list_recipes()],
+)
 def test_each_recipe_trains_one_tiny_epoch(name, bars, tmp_path):
     cfg = _recipe_config(name, bars, tmp_path / "ws")
     (result,) = train(cfg, folds=[0], progress=False)
