@@ -8,6 +8,7 @@ _os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 from .config import ExperimentConfig, load_config
 from .data import SampleTable, load_image, load_samples, scan_table
 from .errors import ConfigError, DataError, EnsembleCVError, ImageLoadError
+from .recipes import Recipe, get_recipe, list_recipes, register_recipe
 
 __version__ = "0.1.0"
 
@@ -15,6 +16,7 @@ __all__ = [
     "ConfigError", "DataError", "EnsembleCVError", "ExperimentConfig", "ImageDataset",
     "ImageLoadError", "SampleTable", "Workspace", "load_config", "load_image", "load_samples",
     "make_folds", "prepare_workspace", "scan_table", "__version__",
+    "Recipe", "get_recipe", "list_recipes", "register_recipe",
 ]  # fmt: skip
 
 

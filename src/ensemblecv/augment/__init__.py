@@ -15,6 +15,7 @@ import os
 # the first import of albumentations, which happens in .ops.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+from .batch import BatchAugment, build_batch_augment  # noqa: E402
 from .ops import build_op, get_op, list_ops, op_params, register_op  # noqa: E402
 from .pipeline import (  # noqa: E402
     IMAGENET_MEAN,
@@ -36,9 +37,11 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "RESIZE_MODES",
+    "BatchAugment",
     "BatchMix",
     "ImageTransform",
     "augment_specs",
+    "build_batch_augment",
     "build_batch_mix",
     "build_op",
     "build_resize",
