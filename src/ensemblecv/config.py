@@ -182,6 +182,16 @@ class WeightAveragingConfig(_Strict):
     )
 
 
+class EmaConfig(_Strict):
+    """Weight EMA during training (timm ``ModelEmaV3``): validation, ``best.ckpt`` and every
+    prediction use the EMA weights; the raw weights only keep training."""
+
+    decay: float = Field(0.998, gt=0, lt=1, description="EMA decay per optimizer step")
+    warmup: bool = Field(
+        True, description="ramp the decay up from 0 (timm's warm-up): early steps count"
+    )
+
+
 class TrainConfig(_Strict):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=1)
@@ -237,16 +247,56 @@ class TrainConfig(_Strict):
     weight_averaging: WeightAveragingConfig | None = Field(
         None, description="{method: swa|ema, start: 0.5, decay: 0.999}"
     )
+    ema: EmaConfig | None = Field(
+        None, description="{decay: 0.998}: train with weight EMA, predict with the EMA weights"
+    )
+    channels_last: bool = Field(
+        False, description="channels_last memory format (faster convolutions on CPU and GPU)"
+    )
     tta: list[Literal["hflip"]] = Field(
         default_factory=list,
         description="also store OOF/test predictions with test-time augmentation",
     )
     seed: int = 0
 
+    @model_validator(mode="after")
+    def _one_average(self) -> TrainConfig:
+        if self.ema is not None and self.weight_averaging is not None:
+            raise ValueError(
+                "train.ema and train.weight_averaging both average the weights; set one of them"
+            )
+        return self
+
 
 class MixConfig(_Strict):
     p: float = Field(0.0, ge=0, le=1, description="probability per batch")
     alpha: float = Field(1.0, gt=0)
+
+
+class BatchAugmentConfig(_Strict):
+    """Augmentation of whole batches as tensors, on the training device (no per-image Python).
+
+    Every sample draws its own crop offset, flip and erasing box from a generator
+    seeded by (seed, epoch, batch), so it is reproducible and resume-safe.
+    """
+
+    crop_padding: int = Field(
+        0, ge=0, le=32, description="random crop after zero-padding this many px per side"
+    )
+    hflip: float = Field(0.0, ge=0, le=1, description="probability of a horizontal flip")
+    erasing: float = Field(
+        0.0, ge=0, le=1, description="probability of random erasing (one box per image)"
+    )
+    erasing_area: tuple[float, float] = Field(
+        (0.02, 0.25), description="erased share of the image, drawn uniformly in this range"
+    )
+
+    @field_validator("erasing_area")
+    @classmethod
+    def _area(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] <= v[1] < 1:
+            raise ValueError("needs 0 < low <= high < 1")
+        return v
 
 
 class AugmentConfig(_Strict):
@@ -258,6 +308,9 @@ class AugmentConfig(_Strict):
     )
     cutmix: MixConfig = MixConfig()
     mixup: MixConfig = MixConfig(alpha=0.2)
+    batch: BatchAugmentConfig | None = Field(
+        None, description="{crop_padding: 2, hflip: 0.5, erasing: 0.5}: on whole batches"
+    )
 
 
 class DetectConfig(_Strict):
@@ -300,6 +353,9 @@ class TrainerConfig(BaseModel):
 
 
 class ExperimentConfig(_Strict):
+    recipe: str | None = Field(
+        None, description="a named preset applied under these keys (see `ensemblecv recipes`)"
+    )
     workspace: str = "runs/default"
     name: str | None = Field(
         None, description="run name in the workspace (default: the model name)"
@@ -316,7 +372,14 @@ class ExperimentConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _task_monitor(cls, raw: Any) -> Any:
-        """Early stopping follows the task's own metric unless another is named."""
+        """Early stopping follows the task's own metric unless another is named.
+
+        The recipe's defaults are filled in first (idempotent: a resolved config
+        already holds every key, so they change nothing there)."""
+        if isinstance(raw, dict):
+            from .recipes import apply_recipe
+
+            raw = apply_recipe(raw)
         if not isinstance(raw, dict) or not isinstance(raw.get("train"), dict):
             return raw
         es = raw["train"].get("early_stopping")
@@ -470,6 +533,9 @@ def _format_errors(exc: ValidationError, source: str) -> str:
 def validate_config(raw: dict, source: str = "") -> ExperimentConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"Config {source} must be a mapping of sections (data:, model:, ...).")
+    from .recipes import apply_recipe
+
+    raw = apply_recipe(raw)  # an unknown recipe fails here, listing the known ones
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as exc:

@@ -22,6 +22,7 @@ from .dedup_commands import register as _register_dedup
 from .demo import register as _register_demo
 from .ensemble_commands import register as _register_ensemble
 from .evaluate_command import register as _register_evaluate
+from .recipes_command import register as _register_recipes
 from .report_commands import register as _register_report
 from .ship_commands import register as _register_ship
 from .sweep_command import register as _register_sweep
@@ -46,6 +47,7 @@ _register_dedup(app)
 _register_demo(app)
 _register_convert(app)
 _register_ship(app)
+_register_recipes(app)
 
 
 def main(argv: list[str] | None = None) -> None:

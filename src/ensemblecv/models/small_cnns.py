@@ -25,7 +25,7 @@ from timm.models import build_model_with_cfg, register_model
 from torch import nn
 
 #: Names registered by this module, in the order they are documented.
-BUILTIN_MODELS = ("mnist_cnn", "cnn_small", "resnet_mini")
+BUILTIN_MODELS = ("mnist_cnn", "cnn_small", "resnet_mini", "resnet9_small")
 
 _GROUP_MATCHER = dict(stem=r"^stem", blocks=r"^stages\.(\d+)")
 
@@ -54,6 +54,7 @@ default_cfgs = {
     "mnist_cnn": _cfg(),
     "cnn_small": _cfg(first_conv="stages.0.0.conv", pool_size=(3, 3)),
     "resnet_mini": _cfg(first_conv="stem.conv", pool_size=(7, 7)),
+    "resnet9_small": _cfg(first_conv="stem.conv", pool_size=(3, 3)),
 }
 
 
@@ -272,6 +273,55 @@ class ResNetMini(_TimmApi):
         self.head = _PoolHead(prev, num_classes, pool_type=global_pool, drop_rate=drop_rate)
 
 
+class _Residual(nn.Module):
+    """x + (conv-BN-ReLU twice)(x): ResNet-9's residual unit (no projection, same width)."""
+
+    def __init__(self, chs: int, drop_path: float = 0.0) -> None:
+        super().__init__()
+        self.body = nn.Sequential(ConvBnAct(chs, chs), ConvBnAct(chs, chs))
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.drop_path(self.body(x))
+
+
+class ResNet9Small(_TimmApi):
+    """ResNet-9 (Page, 2018; the DAWNBench CIFAR-10 speed record) sized for 28–64 px.
+
+    stem conv(w) → stage 1: conv(2w)-pool, residual(2w) → stage 2: conv(4w)-pool →
+    stage 3: conv(8w)-pool, residual(8w) → global pool → dropout → Linear. Few, wide
+    layers at low resolution: most of the compute is in large matrix products, which
+    is what a CPU does fastest, and 3 poolings take 28 px down to 3×3.
+    ``width`` (``model.kwargs: {width: 48}``) trades speed for accuracy.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_chans: int = 1,
+        drop_rate: float = 0.0,
+        global_pool: str = "avg",
+        drop_path_rate: float = 0.0,
+        width: int = 32,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        w = width
+        self.stem = ConvBnAct(in_chans, w)
+
+        def down(i: int, o: int) -> nn.Sequential:
+            return nn.Sequential(ConvBnAct(i, o), nn.MaxPool2d(2))
+
+        self.stages = nn.Sequential(
+            nn.Sequential(down(w, 2 * w), _Residual(2 * w, drop_path_rate / 2)),
+            nn.Sequential(down(2 * w, 4 * w)),
+            nn.Sequential(down(4 * w, 8 * w), _Residual(8 * w, drop_path_rate)),
+        )
+        self.num_features = self.head_hidden_size = 8 * w
+        self.head = _PoolHead(8 * w, num_classes, pool_type=global_pool, drop_rate=drop_rate)
+
+
 def _create(variant: str, model_cls: type[nn.Module], pretrained: bool, **kwargs: Any) -> nn.Module:
     # The pretrained cfg is per architecture; overlay input size and mean/std so
     # they describe the channel count this instance was built for.
@@ -301,3 +351,9 @@ def cnn_small(pretrained: bool = False, **kwargs: Any) -> CnnSmall:
 def resnet_mini(pretrained: bool = False, **kwargs: Any) -> ResNetMini:
     """Tiny ResNet (3 stages of 2 BasicBlocks, 32/64/128) with stochastic depth."""
     return _create("resnet_mini", ResNetMini, pretrained, **kwargs)
+
+
+@register_model
+def resnet9_small(pretrained: bool = False, **kwargs: Any) -> ResNet9Small:
+    """ResNet-9 for small images (widths 32/64/128/256; ``width`` scales them): small-cpu's."""
+    return _create("resnet9_small", ResNet9Small, pretrained, **kwargs)

@@ -2,6 +2,13 @@
 
 Hyper-parameters saved in checkpoints are plain data (the resolved config as a
 dict), never modules or datasets, so a checkpoint can be reloaded anywhere.
+
+With ``train.ema`` a timm ``ModelEmaV3`` copy of the network follows the
+training weights. It is what validation scores (so ``best.ckpt`` is chosen by
+the EMA's metric), and every checkpoint stores the EMA weights as ``model.*``
+(the raw training weights go under ``ema.module.*`` and are swapped back on a
+Lightning resume), so OOF/test predictions, ``predict``, ``explain`` and
+``export`` — which all load ``model`` — use the EMA weights with no special case.
 """
 
 from __future__ import annotations
@@ -65,6 +72,22 @@ class ClassifierModule(pl.LightningModule):
         self.domain_of_row: torch.Tensor | None = None
         self.batch_mix = build_batch_mix(self.cfg.augment, num_classes)
         self._mix_generator: torch.Generator | None = None
+        from ..augment.batch import build_batch_augment
+
+        self.batch_augment = build_batch_augment(self.cfg.augment.batch)
+        self._augment_generator: torch.Generator | None = None
+        self.ema = None
+        if self.cfg.train.ema is not None:
+            from timm.utils import ModelEmaV3
+
+            self.ema = ModelEmaV3(
+                self.model, decay=self.cfg.train.ema.decay, use_warmup=self.cfg.train.ema.warmup
+            )
+            # timm leaves the copy in eval mode; Lightning sets modes itself (and warns about
+            # eval-mode modules at the start of fit). Only validation runs the copy.
+            self.ema.train()
+        if self.cfg.train.channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def setup(self, stage: str) -> None:
         if self.cfg.model.freeze:
@@ -86,8 +109,19 @@ class ClassifierModule(pl.LightningModule):
             return (x.float() - self.pixel_mean) / self.pixel_std
         return x
 
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.normalize(x)
+        if self.cfg.train.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(self.normalize(x))
+        return self.model(self._input(x))
+
+    @property
+    def scoring_model(self) -> torch.nn.Module:
+        """The network validation scores: the EMA during training with ``train.ema``."""
+        return self.ema.module if self.ema is not None else self.model
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         # Seeding every batch from (seed, epoch, batch) makes a resumed run
@@ -97,6 +131,25 @@ class ClassifierModule(pl.LightningModule):
         seed = mix_seed(self.cfg.train.seed, self.current_epoch, batch_idx, 2)
         torch.manual_seed(seed)
         self._mix_generator = torch.Generator().manual_seed(seed)
+        self._augment_generator = torch.Generator().manual_seed(
+            mix_seed(self.cfg.train.seed, self.current_epoch, batch_idx, 4)
+        )
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.ema is not None and (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0:
+            # The step count sets the warm-up decay, so a resumed run continues it exactly.
+            self.ema.update(self.model, step=self.global_step)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Store the EMA weights as ``model.*`` (what predictions load), the raw ones aside."""
+        if self.ema is not None:
+            _swap_ema(checkpoint["state_dict"])
+            checkpoint["ema_in_model"] = True
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """A Lightning resume trains the raw weights on and keeps the EMA as the EMA."""
+        if checkpoint.pop("ema_in_model", False):
+            _swap_ema(checkpoint["state_dict"])
 
     @property
     def _sync(self) -> bool:
@@ -116,7 +169,9 @@ class ClassifierModule(pl.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y, rows = batch
-        x = self.normalize(x)
+        if self.batch_augment is not None:
+            x = self.batch_augment(x, generator=self._augment_generator)
+        x = self._input(x)
         target = y
         if self.batch_mix is not None:
             x, target = self.batch_mix(x, y, generator=self._mix_generator)
@@ -126,7 +181,9 @@ class ClassifierModule(pl.LightningModule):
         penalty = weight_penalty(self.model, self.cfg.train.l1, self.cfg.train.l2)
         if penalty is not None:
             loss = loss + penalty
-        if not torch.isfinite(loss):
+        # Reading the loss on the host waits for the device: on an accelerator only every
+        # 50th step does (a non-finite loss stays non-finite once the weights are).
+        if (loss.device.type == "cpu" or batch_idx % 50 == 49) and not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}; "
                 "try a lower train.lr, gradient clipping (train.gradient_clip_val) or precision 32"
@@ -148,7 +205,7 @@ class ClassifierModule(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         x, y, _ = batch
-        logits = self(x)
+        logits = self.scoring_model(self._input(x))
         loss = F.cross_entropy(logits.float(), y)
         acc = (logits.argmax(1) == y).float().mean()
         # Under DDP each rank validates its share of the rows (Lightning's DistributedSampler
@@ -169,3 +226,11 @@ class ClassifierModule(pl.LightningModule):
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+def _swap_ema(state: dict) -> None:
+    """Exchange ``model.*`` and ``ema.module.*`` entries of a state dict, in place."""
+    for key in [k for k in state if k.startswith("model.")]:
+        other = "ema.module." + key[len("model.") :]
+        if other in state:
+            state[key], state[other] = state[other], state[key]

@@ -1,0 +1,189 @@
+"""Recipes: named, measured presets of config keys (``recipe: small-cpu`` in a config).
+
+A recipe is a nested mapping of config keys applied as *defaults under* the
+user's: every key the user writes (in the file or as ``key.sub=value``) wins,
+key by key, and everything else comes from the recipe, then from the config's
+own defaults. The resolved config a run saves holds the merged values and the
+recipe's name, so a run folder says exactly what it trained with.
+
+Each recipe states what it was measured to reach, on what data and hardware,
+in how long (``ensemblecv recipes`` prints them); a recipe without a
+measurement says so. Registering one is one call::
+
+    register_recipe(Recipe("segment-small", "…", {"task": "segment", ...}, measured="…"))
+
+Importing this module is cheap (no torch): config validation uses it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._registry import Registry
+from .errors import ConfigError, EnsembleCVError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """``config``: nested config keys, as in a YAML file (``{"train": {"epochs": 12}}``)."""
+
+    name: str
+    description: str
+    config: dict[str, Any]
+    #: What it was measured to reach, on what, in how long (one line; "not measured yet").
+    measured: str = "not measured yet"
+    #: Longer notes for ``ensemblecv recipes --verbose`` and docs/recipes.md.
+    notes: list[str] = field(default_factory=list)
+
+
+_RECIPES: Registry[Recipe] = Registry("recipe")
+
+
+def register_recipe(recipe: Recipe) -> Recipe:
+    """Add ``recipe`` under its name (a second recipe of the same name is an error)."""
+    return _RECIPES.register(recipe.name)(recipe)
+
+
+def list_recipes() -> list[str]:
+    return _RECIPES.names()
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe ``name``; an unknown name fails listing the known ones (and close matches)."""
+    try:
+        return _RECIPES.get(name)
+    except EnsembleCVError as exc:
+        raise ConfigError(f"{exc}. See `ensemblecv recipes`.") from None
+
+
+def merge_under(defaults: dict, user: dict) -> dict:
+    """``user`` with ``defaults`` filled in below it: sections merge key by key, the user's
+    value wins wherever both have one (a non-mapping value replaces a whole section)."""
+    out = copy.deepcopy(defaults)
+    for key, value in user.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_under(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def apply_recipe(raw: dict) -> dict:
+    """``raw`` (a config mapping) with its ``recipe``'s keys as defaults; unchanged without one."""
+    name = raw.get("recipe")
+    if name is None:
+        return raw
+    if not isinstance(name, str):
+        raise ConfigError(f"recipe must be a recipe name, got {name!r}; see `ensemblecv recipes`.")
+    return merge_under(get_recipe(name).config, raw)
+
+
+# ---------------------------------------------------------------- the built-in recipes
+
+register_recipe(
+    Recipe(
+        name="small-cpu",
+        description=(
+            "small images (28-64 px, e.g. Fashion-MNIST) on a CPU budget: ResNet-9 sized for "
+            "small inputs, SGD one-cycle, label smoothing, batch crop/flip/erasing, EMA "
+            "weights, flip TTA, channels_last"
+        ),
+        config={
+            "data": {"channels": 1, "normalize": "dataset"},
+            "model": {"name": "resnet9_small"},
+            "train": {
+                "epochs": 8,
+                "batch_size": 256,
+                "optimizer": "sgd",
+                "lr": 0.2,
+                "momentum": 0.9,
+                "nesterov": True,
+                "weight_decay": 5e-4,
+                "scheduler": "onecycle",
+                "label_smoothing": 0.1,
+                "ema": {"decay": 0.998},
+                "tta": ["hflip"],
+                "channels_last": True,
+            },
+            "augment": {
+                "preset": "none",
+                "batch": {"crop_padding": 2, "hflip": 0.5, "erasing": 0.5},
+            },
+        },
+        measured="not measured yet",
+    )
+)
+
+register_recipe(
+    Recipe(
+        name="finetune-224",
+        description=(
+            "pretrained timm backbone fine-tuned at 224 px (the sketch report's setting): "
+            "AdamW, cosine with warm-up, label smoothing, mixed precision"
+        ),
+        config={
+            "data": {"image_size": 224, "channels": 3, "normalize": "imagenet"},
+            "model": {"name": "resnet50", "pretrained": True},
+            "train": {
+                "epochs": 10,
+                "batch_size": 32,
+                "optimizer": "adamw",
+                "lr": 3e-4,
+                "weight_decay": 0.05,
+                "scheduler": "cosine",
+                "warmup_epochs": 1,
+                "label_smoothing": 0.1,
+                "tta": ["hflip"],
+            },
+            "augment": {"preset": "light"},
+            "trainer": {"precision": "16-mixed"},
+        },
+        measured=(
+            "not measured here (needs hub weights and a GPU); the sketch report's setting "
+            "it packages reached its published figures on a GPU"
+        ),
+        notes=[
+            "16-mixed precision needs a GPU; on a CPU set trainer.precision=bf16-mixed or 32.",
+            "Offline, point model.pretrained at a weights file instead of true.",
+        ],
+    )
+)
+
+register_recipe(
+    Recipe(
+        name="detect-small",
+        description=(
+            "object detection (task: detect): FCOS head on a small timm backbone, AdamW, "
+            "cosine with warm-up, gradient clipping"
+        ),
+        config={
+            "task": "detect",
+            "data": {"image_size": 320, "channels": 3, "normalize": "imagenet"},
+            "model": {"name": "fcos", "backbone": "resnet18"},
+            "train": {
+                "epochs": 12,
+                "batch_size": 8,
+                "optimizer": "adamw",
+                "lr": 1e-3,
+                "weight_decay": 1e-4,
+                "scheduler": "cosine",
+                "warmup_epochs": 1,
+                "gradient_clip_val": 10.0,
+            },
+            "augment": {"preset": "light"},
+        },
+        measured="not measured yet (resolves and trains; no benchmark run)",
+        notes=["Set model.backbone_pretrained to true (hub) or a weights file for real data."],
+    )
+)
+
+__all__ = [
+    "Recipe",
+    "apply_recipe",
+    "get_recipe",
+    "list_recipes",
+    "merge_under",
+    "register_recipe",
+]
