@@ -1,33 +1,55 @@
-"""The README's main job, end to end on digits (1 epoch, so it stays a quick test)."""
+"""The README's main job, end to end on digits (2 epochs, so it stays a quick test)."""
 
 from __future__ import annotations
 
 import pandas as pd
 from rich.console import Console
 
-from ensemblecv.demo import DEMO_MODELS, run_demo
+from ensemblecv.demo import DEMO_MODELS, FAST_MODELS, demo_configs, run_demo
 
 
-def test_demo_runs_the_whole_chain(tmp_path):
+def test_demo_runs_the_whole_chain_and_its_ensemble_beats_every_member(tmp_path):
+    """The fast demo's own configs (digits, 2 epochs): whole chain, and on honest CV its best
+    ensemble is at least as good as its best model."""
     ws = tmp_path / "demo"
     result = run_demo(
-        ws, fast=True, console=Console(width=120), progress=False, dataset="digits", epochs=1
+        ws, fast=True, console=Console(width=120), progress=False, dataset="digits", epochs=2
     )
     assert (ws / "audit" / "audit.html").is_file()
     board = pd.read_csv(ws / "leaderboard.csv")
-    assert set(DEMO_MODELS) <= set(board["name"])
+    assert set(FAST_MODELS) <= set(board["name"])  # digits: no flip TTA (mirrored digits)
     assert (board["kind"] == "ensemble").sum() >= 5
+    models = board[board["kind"] == "model"]
+    best_ensemble = board[board["kind"] == "ensemble"]["accuracy"].max()
+    assert best_ensemble >= models["accuracy"].max()
+    assert result["ensemble_cv_accuracy"] == best_ensemble
+    assert result["best_single_cv_accuracy"] == models["accuracy"].max()
+    # Every run refitted on all images: test predictions follow the CV protocol.
+    assert all((ws / "runs" / m / "full" / "done.json").is_file() for m in FAST_MODELS)
     submission = pd.read_csv(ws / "submission.csv")
     assert len(submission) == 360 and {"image_path", "target", "class_name"} <= set(
         submission.columns
     )
     assert 0.0 <= result["ensemble_test_accuracy"] <= 1.0
-    assert result["best_single"] in DEMO_MODELS
+    assert result["best_single"].removesuffix("+tta") in FAST_MODELS
     assert (ws / "ensembles" / "best.yaml").is_file()
 
 
+def test_shrunk_fast_demo_differs_from_the_real_one_in_size_only(tmp_path):
+    real = demo_configs(tmp_path, fast=True, dataset="fashion-mnist")
+    small = demo_configs(tmp_path, fast=True, dataset="fashion-mnist", epochs=1, limit=300)
+    assert [c.run_name for c in real] == list(FAST_MODELS)
+    for a, b in zip(real, small):
+        da, db = a.model_dump(), b.model_dump()
+        assert (da["data"].pop("limit"), db["data"].pop("limit")) == (5000, 300)
+        assert (da["train"].pop("epochs"), db["train"].pop("epochs")) == (4, 1)
+        assert da == db
+        assert a.recipe == "small-cpu" and a.train.ema is not None and a.train.tta == ["hflip"]
+        assert a.train.refit_full and a.augment.batch is not None
+
+
 def test_full_demo_bags_the_strongest_model_and_fast_does_not(tmp_path):
-    from ensemblecv.demo import DEMO_BAGS, demo_configs
+    from ensemblecv.demo import DEMO_BAGS
     from ensemblecv.training.runner import bag_members
 
     full = [
@@ -40,10 +62,10 @@ def test_full_demo_bags_the_strongest_model_and_fast_does_not(tmp_path):
         for c in demo_configs(tmp_path, fast=True, dataset="digits")
         for m in bag_members(c)
     ]
-    assert fast == list(DEMO_MODELS)
+    assert fast == list(FAST_MODELS)
     ((bagged, n),) = DEMO_BAGS.items()
     assert [f"{bagged}_r{r}" for r in range(n)] == [r for r in full if r.startswith(bagged)]
     assert len(full) == len(DEMO_MODELS) - 1 + n
-    # Full-demo runs predict the test set with one refit model, as each OOF row was predicted.
-    assert all(c.train.refit_full for c in demo_configs(tmp_path, fast=False, dataset="digits"))
-    assert not any(c.train.refit_full for c in demo_configs(tmp_path, fast=True, dataset="digits"))
+    # Every demo run predicts the test set with one refit model, as each OOF row was predicted.
+    for fast in (False, True):
+        assert all(c.train.refit_full for c in demo_configs(tmp_path, fast, dataset="digits"))

@@ -126,6 +126,9 @@ def _fast_configs(
             "train": {"epochs": epochs or 4, "batch_size": 128, "lr": 0.1, "seed": 0},
             "tracking": {"backend": "mlflow"},
         }
+        if small:  # a mirrored digit is another digit (or none): no flips, in training or TTA
+            base["train"]["tta"] = []
+            base["augment"] = {"batch": {"hflip": 0.0}}
         configs.append(load_config(None, [], base=base))
     return configs
 
