@@ -121,7 +121,12 @@ def _fast_configs(
             "workspace": str(workspace),
             "name": name,
             "data": data,
-            "model": {"name": name},
+            # resnet9_small at half width: 2.3x the images/s of the recipe's width 32, which alone
+            # would take the 5-minute budget; the ensemble makes up for the lost capacity.
+            "model": {
+                "name": name,
+                **({"kwargs": {"width": 16}} if name == "resnet9_small" else {}),
+            },
             # Half the recipe's batch (and learning rate): 5,000 images give 4 epochs too few steps.
             "train": {"epochs": epochs or 4, "batch_size": 128, "lr": 0.1, "seed": 0},
             "tracking": {"backend": "mlflow"},
