@@ -1,8 +1,9 @@
-"""The README's main job, end to end on digits (600 images, 1 epoch, so it stays a quick test)."""
+"""The README's main job, end to end on digits (3 epochs, so it stays a short test)."""
 
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from rich.console import Console
 
 from ensemblecv.demo import DEMO_MODELS, FAST_MODELS, demo_configs, run_demo
@@ -13,9 +14,11 @@ def _fast_runs(tmp_path, **kwargs) -> list[str]:
     return [m.run_name for c in demo_configs(tmp_path, True, **kwargs) for m in bag_members(c)]
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_chain_and_its_ensemble_beats_every_member(tmp_path):
-    """The fast demo's own configs, shrunk (digits, 600 images, 1 epoch): the whole chain, and on
-    honest CV its best ensemble is at least as good as its best model."""
+    """The fast demo's own configs, shrunk (digits, 3 epochs): the whole chain, and on honest CV
+    its best ensemble is at least as good as its best model. (At 600 images and 1 epoch every
+    model is still at chance, 0.10-0.14, and the comparison means nothing.)"""
     ws = tmp_path / "demo"
     result = run_demo(
         ws,
@@ -23,8 +26,7 @@ def test_demo_runs_the_whole_chain_and_its_ensemble_beats_every_member(tmp_path)
         console=Console(width=120),
         progress=False,
         dataset="digits",
-        epochs=1,
-        limit=600,
+        epochs=3,
     )
     assert (ws / "audit" / "audit.html").is_file()
     board = pd.read_csv(ws / "leaderboard.csv")
@@ -34,8 +36,8 @@ def test_demo_runs_the_whole_chain_and_its_ensemble_beats_every_member(tmp_path)
     models = board[board["kind"] == "model"]
     best_ensemble = board[board["kind"] == "ensemble"]["accuracy"].max()
     assert best_ensemble >= models["accuracy"].max()
-    assert result["ensemble_cv_accuracy"] == best_ensemble
-    assert result["best_single_cv_accuracy"] == models["accuracy"].max()
+    assert result["ensemble_cv_accuracy"] == pytest.approx(best_ensemble)
+    assert result["best_single_cv_accuracy"] == pytest.approx(models["accuracy"].max())
     # Every run refitted on all images: test predictions follow the CV protocol.
     assert all((ws / "runs" / m / "full" / "done.json").is_file() for m in runs)
     submission = pd.read_csv(ws / "submission.csv")

@@ -225,8 +225,10 @@ def _verdict(best, ensemble_test: float, best_single, singles) -> str:
     test_gain = (ensemble_test - float(top["test_accuracy"])) * 100
 
     def says(gain: float, where: str) -> str:
-        word = "beats" if gain > 0 else "ties" if gain == 0 else "[red]loses to[/]"
-        return f"{word} every member on {where} ({gain:+.2f} points)"
+        if gain > 0:
+            return f"beats every member on {where} ({gain:+.2f} points)"
+        word = "ties" if gain == 0 else "[red]falls short of[/]"
+        return f"{word} the best member on {where} ({gain:+.2f} points)"
 
     return (
         f"Best ensemble [bold]{best['name']}[/]: honest CV {float(best['accuracy']):.4f}, "
