@@ -58,7 +58,7 @@ def trained_workspace(tmp_path_factory) -> Path:
     from ensemblecv.ensemble import build_ensembles
     from ensemblecv.training.runner import train
 
-    train(_config(ws, "a", "mnist_cnn"), progress=False)
+    train(_config(ws, "a", "mnist_cnn", refit_full=False), progress=False)  # the fold-mean path
     train(_config(ws, "b", "cnn_small", refit_full=True), progress=False)
     build_ensembles(ws)
     (root / "trained").touch()

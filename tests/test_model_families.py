@@ -321,7 +321,7 @@ def test_train_predict_explain_use_the_size_resolved_from_the_model(tmp_path):
             "workspace": str(ws),
             "data": {"train": str(tmp_path / "data"), "folds": 2, "num_workers": 0},
             "model": {"name": "vit_tiny_patch16_224", "kwargs": {"depth": 1}},
-            "train": {"epochs": 1, "batch_size": 6},
+            "train": {"epochs": 1, "batch_size": 6, "refit_full": False},
             "augment": {"preset": "none"},
             "tracking": "none",
         },

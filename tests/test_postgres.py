@@ -33,7 +33,7 @@ OPTUNA_DB = f"{URL}/ensemblecv_optuna"
 
 def config(tmp_path, experiment: str):
     tracking = {"backend": "mlflow", "uri": MLFLOW_DB, "experiment": experiment}
-    return digits_config(tmp_path / "ws", "pg", tracking=tracking)
+    return digits_config(tmp_path / "ws", "pg", tracking=tracking, refit_full=False)
 
 
 def runs_of(experiment: str) -> list:

@@ -94,6 +94,9 @@ def test_a_sweep_trains_runs_the_store_can_ensemble_and_resumes_from_storage(tmp
             t.params["train.lr"]
         )
         assert t.value == pytest.approx(oof_score(run, 2, "accuracy"))
+        # Trials train their folds only, and their saved config says so (docs/cv-protocol.md).
+        assert yaml.safe_load((run / "config.yaml").read_text())["train"]["refit_full"] is False
+        assert not (run / "full").exists()
     assert (ws / "sweeps" / "sw.csv").is_file()
 
     # Asking for 3 trials again trains only the missing one.
@@ -104,7 +107,8 @@ def test_a_sweep_trains_runs_the_store_can_ensemble_and_resumes_from_storage(tmp
 
     from ensemblecv.ensemble import build_ensembles
 
-    board = build_ensembles(ws, metric="accuracy", methods=["soft_voting"])
+    with pytest.warns(UserWarning, match="fold models .*: sw_t000, sw_t001, sw_t002"):
+        board = build_ensembles(ws, metric="accuracy", methods=["soft_voting"])
     assert {"sw_t000", "sw_t001", "sw_t002", "soft_voting"} <= set(board["name"])
 
 

@@ -71,7 +71,8 @@ def _config(ds: Path, ws: Path, *overrides: str):
 def test_oof_covers_every_sample_once_and_rows_sum_to_one(bars_dataset, tmp_path):
     cfg = _config(bars_dataset, tmp_path / "ws")
     results = train(cfg, progress=False)
-    assert [r.status for r in results] == ["done", "done"]
+    # Both folds, then the refit on all images that predicts test (the default protocol).
+    assert [(r.fold, r.status) for r in results] == [("0", "done"), ("1", "done"), ("full", "done")]
     run = tmp_path / "ws" / "runs" / "mnist_cnn"
     ids, folds = [], pd.read_parquet(tmp_path / "ws" / "folds.parquet")
     for k in (0, 1):

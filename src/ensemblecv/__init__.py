@@ -5,8 +5,6 @@ import os as _os
 # albumentations checks PyPI for updates on import (2 s timeout offline); never wanted here.
 _os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from .config import ExperimentConfig, load_config
-from .data import SampleTable, load_image, load_samples, scan_table
 from .errors import ConfigError, DataError, EnsembleCVError, ImageLoadError
 from .recipes import Recipe, get_recipe, list_recipes, register_recipe
 
@@ -20,8 +18,22 @@ __all__ = [
 ]  # fmt: skip
 
 
+# Lazy: the data layer pulls in pandas, numpy and PIL, torch costs seconds and the config's
+# pydantic models a third of a second; `ensemblecv --help` waits for none of them, config
+# validation only for pydantic (tests/test_cli_startup.py).
+_FROM_DATA = ("SampleTable", "load_image", "load_samples", "scan_table")
+
+
 def __getattr__(name: str):
-    if name == "ImageDataset":  # lazy: importing torch costs seconds
+    if name in ("ExperimentConfig", "load_config"):
+        from . import config
+
+        return getattr(config, name)
+    if name in _FROM_DATA:
+        from . import data
+
+        return getattr(data, name)
+    if name == "ImageDataset":
         from .data.dataset import ImageDataset
 
         return ImageDataset

@@ -10,15 +10,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 #: Bars and warnings go to stderr, so stdout stays clean for tables and piped output.
 err_console = Console(stderr=True)
@@ -29,6 +20,17 @@ def progress_bar(
     description: str, total: int, unit: str = "images"
 ) -> Iterator[Callable[[int], None]]:
     """Yield ``advance(n)``; shows count, rate and time remaining."""
+    # Imported here: rich.progress is a sizeable import that `ensemblecv --help` never needs.
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     columns = [
         TextColumn("[bold]{task.description}"),
         BarColumn(),

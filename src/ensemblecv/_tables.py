@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pandas as pd
-from rich.console import Console
+from typing import TYPE_CHECKING
+
 from rich.table import Table
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.console import Console
 
 
 def print_leaderboard(

@@ -236,7 +236,11 @@ class TrainConfig(_Strict):
     accumulate_grad_batches: int = Field(1, ge=1)
     gradient_clip_val: float | None = Field(None, gt=0)
     early_stopping: EarlyStoppingConfig | None = None
-    refit_full: bool = Field(False, description="also train one model on all training data")
+    refit_full: bool = Field(
+        False,
+        description="also train one model on all training data; it alone predicts test and new "
+        "images, as CV scores one model per row (default: the task's, on for classify)",
+    )
     bootstrap: bool = Field(
         False, description="train on a bootstrap resample of each fold's training rows"
     )
@@ -436,6 +440,26 @@ class ExperimentConfig(_Strict):
                 raw = {**raw, "train": {**raw["train"], "early_stopping": {**es}}}
                 raw["train"]["early_stopping"]["monitor"] = task_info(raw["task"]).monitor
         return raw
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_refit(cls, raw: Any) -> Any:
+        """Test predictions follow the protocol CV ranks by, unless the config says otherwise.
+
+        CV scores one model per out-of-fold row; the mean of K fold models on the test set is
+        a bag, which CV never saw (docs/cv-protocol.md). So ``train.refit_full`` defaults to
+        the task's protocol (classify: refit) and the resolved config states it.
+        """
+        if not isinstance(raw, dict) or not isinstance(raw.get("train", {}), dict):
+            return raw
+        train, task = raw.get("train", {}), raw.get("task", "classify")
+        if "refit_full" in train or not isinstance(task, str):
+            return raw
+        from .tasks import list_tasks, task_info
+
+        if task not in list_tasks():
+            return raw  # _known_task says what exists
+        return {**raw, "train": {**train, "refit_full": task_info(task).refit_full}}
 
     @field_validator("task")
     @classmethod

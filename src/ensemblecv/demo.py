@@ -17,7 +17,19 @@ from .data import builtin
 #: One demo per task; a detection or segmentation demo registers here too.
 _demos: Registry = Registry("demo task")
 
+#: The full demo's models (the classic built-in CNNs, AdamW + cosine, light augmentation).
 DEMO_MODELS = ("mnist_cnn", "cnn_small", "resnet_mini")
+
+#: The fast demo's members: two architectures, the stronger one in two seeds, each refitted on
+#: all training images (the default protocol) and with flip TTA, so the first thing a newcomer
+#: sees is an ensemble that beats every member on honest CV and on test. The old fast demo
+#: (mnist_cnn, cnn_small, resnet_mini, no refits) showed the opposite: cnn_small dominated two
+#: weaker members (CV: best ensemble 0.8266, cnn_small 0.8288). resnet9_small runs at half
+#: width (2.3x the images/s of width 32, which alone would take the 5-minute budget). The
+#: small-cpu recipe was tried and left out: in 4 epochs of 3,333 images its SGD one-cycle with
+#: erasing and label smoothing underfits (val accuracy 0.78 after 4 epochs, fold 0).
+FAST_MODELS = {"cnn_small": None, "resnet9_small": {"width": 16}}
+FAST_BAGS = {"cnn_small": 2}
 
 #: Seed bags in the full demo, whose runs also refit on all training images.
 #: Measured on the full demo (12,000 images, 10 epochs): with one run per model,
@@ -27,7 +39,7 @@ DEMO_MODELS = ("mnist_cnn", "cnn_small", "resnet_mini")
 #: (a bag already) while each OOF row comes from one. With ``refit_full`` a run
 #: predicts the test set with one model, as its OOF rows were predicted, so the
 #: CV ranking and the test comparison measure the same thing.
-#: ``--fast`` skips both to stay under 5 minutes on 2 CPU cores.
+#: Every run refits now by default (docs/cv-protocol.md); ``--fast`` has its own members.
 DEMO_BAGS = {"cnn_small": 2}
 
 
@@ -37,9 +49,18 @@ def demo_dataset() -> str:
 
 
 def demo_configs(
-    workspace: Path, fast: bool, dataset: str | None = None, epochs: int | None = None
+    workspace: Path,
+    fast: bool,
+    dataset: str | None = None,
+    epochs: int | None = None,
+    limit: int | None = None,
 ) -> list[ExperimentConfig]:
-    """One config per demo model, sharing data settings (so they share folds)."""
+    """One config per demo model, sharing data settings (so they share folds).
+
+    ``epochs`` and ``limit`` shrink the demo (tests); everything else is what the demo runs.
+    """
+    if fast:
+        return _fast_configs(workspace, dataset or demo_dataset(), epochs, limit)
     dataset = dataset or demo_dataset()
     small = dataset == "digits"
     data = {
@@ -71,8 +92,46 @@ def demo_configs(
             "train": {
                 **train,
                 "repeats": 1 if fast else DEMO_BAGS.get(name, 1),
-                "refit_full": not fast,
             },
+            "augment": {"preset": "light"},
+            "tracking": {"backend": "mlflow"},
+        }
+        configs.append(load_config(None, [], base=base))
+    return configs
+
+
+def _fast_configs(
+    workspace: Path, dataset: str, epochs: int | None, limit: int | None
+) -> list[ExperimentConfig]:
+    small = dataset == "digits"
+    data = {
+        "train": dataset,
+        "test": f"{dataset}:test",
+        "image_size": 16 if small else 28,
+        "channels": 1,
+        "folds": 3,
+        "resize": "stretch",
+        "limit": limit or (None if small else 5000),
+        "test_limit": None if small else 2000,
+    }
+    train = {
+        "epochs": epochs or 4,
+        "batch_size": 128,
+        "lr": 0.002,
+        "weight_decay": 0.01,
+        "scheduler": "cosine",
+        "seed": 0,
+        # A mirrored garment is the same garment; a mirrored digit is another digit (or none).
+        "tta": [] if small else ["hflip"],
+    }
+    configs = []
+    for name, widths in FAST_MODELS.items():
+        base = {
+            "workspace": str(workspace),
+            "name": name,
+            "data": data,
+            "model": {"name": name, **({"kwargs": widths} if widths else {})},
+            "train": {**train, "repeats": FAST_BAGS.get(name, 1)},
             "augment": {"preset": "light"},
             "tracking": {"backend": "mlflow"},
         }
@@ -96,6 +155,7 @@ def run_demo(
     progress: bool = True,
     dataset: str | None = None,
     epochs: int | None = None,
+    limit: int | None = None,
 ) -> dict:
     """Run the whole chain; returns the test accuracies of the best ensemble and best single model."""
     from .audit import run_audit, summarize
@@ -105,7 +165,7 @@ def run_demo(
     from .training.inputs import limited, open_workspace
 
     console = console or Console()
-    configs = demo_configs(workspace, fast, dataset, epochs)
+    configs = demo_configs(workspace, fast, dataset, epochs, limit)
     first = configs[0]
     console.rule(f"[bold]ensemblecv demo[/] on {first.data.train}" + (" (fast)" if fast else ""))
     if first.data.train == "digits":
@@ -142,21 +202,41 @@ def run_demo(
     singles = board[board["kind"] == "model"]
     best_single = singles.sort_values("accuracy", ascending=False).iloc[0]
     single_acc = float(best_single["test_accuracy"])
-    console.print(
-        f"Test accuracy: best ensemble [bold]{best['name']}[/] = [bold green]{ensemble_acc:.4f}[/]; "
-        f"best single model [bold]{best_single['name']}[/] = {single_acc:.4f} "
-        f"({'+' if ensemble_acc >= single_acc else ''}{(ensemble_acc - single_acc) * 100:.2f} points). "
-        f"Leaderboard best overall (honest CV): {board.loc[0, 'name']}."
-    )
+    best_on_test = float(singles["test_accuracy"].max())
+    console.print(_verdict(best, ensemble_acc, best_single, singles))
     console.print(
         f"Everything is in [bold]{workspace}[/]: audit/, runs/, leaderboard.csv, ensembles/, submission.csv"
     )
     return {
         "ensemble": best["name"],
         "ensemble_test_accuracy": ensemble_acc,
+        "ensemble_cv_accuracy": float(best["accuracy"]),
         "best_single": best_single["name"],
         "best_single_test_accuracy": single_acc,
+        "best_single_cv_accuracy": float(best_single["accuracy"]),
+        "best_member_test_accuracy": best_on_test,
     }
+
+
+def _verdict(best, ensemble_test: float, best_single, singles) -> str:
+    """The demo's last word: the ensemble against every member, on honest CV and on test."""
+    cv_gain = (float(best["accuracy"]) - float(best_single["accuracy"])) * 100
+    top = singles.sort_values("test_accuracy", ascending=False).iloc[0]
+    test_gain = (ensemble_test - float(top["test_accuracy"])) * 100
+
+    def says(gain: float, where: str) -> str:
+        if gain > 0:
+            return f"beats every member on {where} ({gain:+.2f} points)"
+        word = "ties" if gain == 0 else "[red]falls short of[/]"
+        return f"{word} the best member on {where} ({gain:+.2f} points)"
+
+    return (
+        f"Best ensemble [bold]{best['name']}[/]: honest CV {float(best['accuracy']):.4f}, "
+        f"test [bold green]{ensemble_test:.4f}[/]. Best member on CV: {best_single['name']} "
+        f"{float(best_single['accuracy']):.4f} (test {float(best_single['test_accuracy']):.4f}); "
+        f"best on test: {top['name']} {float(top['test_accuracy']):.4f}. The ensemble "
+        f"{says(cv_gain, 'CV')} and {says(test_gain, 'test')}."
+    )
 
 
 @_demos.register("classify")

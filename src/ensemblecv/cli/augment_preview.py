@@ -6,8 +6,6 @@ from pathlib import Path
 
 import typer
 
-from ..augment.preview import pick_samples  # noqa: F401  (re-exported)
-from ..config import load_config
 from ._console import console
 
 
@@ -22,6 +20,7 @@ def augment_preview(
     seed: int = typer.Option(0, help="Seed for the choice of images and their augmentations."),
 ) -> None:
     """Draw each chosen image next to augmented versions, as the model would see them."""
+    from ..config import load_config
     from ..tasks import get_task, resolve_config
 
     cfg = resolve_config(load_config(config, overrides or []))

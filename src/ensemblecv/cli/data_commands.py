@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import typer
 from rich.table import Table
 
-from ..data import builtin
-from ..data.export import export_builtin
-from ..data.samples import SampleTable, load_samples
-from ..data.scan import ScanResult, duplicate_groups, exclude_bad, scan_table
-from ..data.split import assign_splits, check_output_dir, parse_ratios, write_split
 from ..errors import DataError
-from ..workspace import prepare_workspace
 from ._console import console, progress_bar
+
+if TYPE_CHECKING:  # the verbs import pandas and the data layer when they run (fast --help)
+    import pandas as pd
+
+    from ..data.samples import SampleTable
+    from ..data.scan import ScanResult
 
 DATA_HELP = (
     "Folder (ImageFolder layout), CSV index (image_path + class_name/target) or built-in name."
@@ -28,6 +28,8 @@ datasets_app = typer.Typer(help="List and export the built-in datasets.", no_arg
 @datasets_app.command("list")
 def datasets_list() -> None:
     """Show the built-in datasets and whether they are available offline."""
+    from ..data import builtin
+
     table = Table("name", "splits", "available")
     for name in builtin.list_datasets():
         ok = name != "fashion-mnist" or builtin.fashion_mnist_available()
@@ -51,6 +53,9 @@ def datasets_export(
     ),
 ) -> None:
     """Write a built-in dataset as PNG files."""
+    from ..data import builtin
+    from ..data.export import export_builtin
+
     parsed = builtin.parse_builtin(name)
     if parsed is None:
         raise DataError(
@@ -64,6 +69,8 @@ def datasets_export(
 
 
 def _scan_with_progress(table: SampleTable, workers: int | None) -> ScanResult:
+    from ..data.scan import scan_table
+
     with progress_bar("scan", len(table)) as advance:
         return scan_table(table, workers=workers, progress=advance)
 
@@ -176,6 +183,13 @@ def split(
         raise DataError(
             "Give exactly one of --out DIR (folders by ratio) or --workspace DIR (K-fold table)."
         )
+    import pandas as pd
+
+    from ..data.samples import load_samples
+    from ..data.scan import duplicate_groups, exclude_bad
+    from ..data.split import assign_splits, check_output_dir, parse_ratios, write_split
+    from ..workspace import prepare_workspace
+
     table = load_samples(data)
     if out is not None:
         ratio_list = parse_ratios(ratios)

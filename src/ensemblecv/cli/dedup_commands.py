@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
 import typer
 from rich.table import Table
 
-from ..data.samples import load_samples
 from ._console import console, progress_bar
 
 DATA_HELP = (
@@ -55,6 +53,9 @@ def dedup(
     workers: int = typer.Option(2, min=0, help="Hashing processes (0 = in this process)."),
 ) -> None:
     """Find exact and near-duplicate images; group them within class and across classes (conflicts)."""
+    import pandas as pd
+
+    from ..data.samples import load_samples
     from ..dedup import find_duplicates, write_outputs
     from ..dedup.groups import mark_keep
     from ..dedup.report import check_out_dir

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-from .._tables import print_leaderboard
 from ._console import console, progress_bar
 
 
@@ -23,6 +22,7 @@ def ensemble(
     On a leave-one-domain-out workspace: in every held-out domain's sub-workspace, then
     the domain table (domains.csv).
     """
+    from .._tables import print_leaderboard
     from ..domains import build_lodo_ensembles, is_lodo_workspace, print_domain_table
     from ..tasks import workspace_task
 

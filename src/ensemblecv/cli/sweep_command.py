@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ..config import load_config
 from ._console import console
 from .train_command import _parse_folds, split_args
 
@@ -45,6 +44,7 @@ def sweep_command(
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Tune a config with Optuna (TPE + pruning); every trial is a normal run the ensembles can use."""
+    from ..config import load_config
     from ..launch.sweep import load_space, run_sweep
 
     paths, overrides = split_args(args)

@@ -11,7 +11,6 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ..config import load_config
 from ..errors import ConfigError
 from ._console import console
 
@@ -101,6 +100,8 @@ def train_command(
     """Train model configs on every fold; store checkpoints, history and OOF/test probabilities."""
     if launcher not in ("local", "ray"):
         raise ConfigError(f"--launcher must be 'local' or 'ray', not {launcher!r}.")
+    from ..config import load_config
+
     paths, overrides = split_args(args)
     configs = [load_config(p, overrides) for p in paths]
     from ..training.distributed import is_rank_zero

@@ -144,8 +144,15 @@ def build_lodo_ensembles(
     subs = sub_workspaces(root)
     if not subs:
         raise DataError(f"{root} has no trained held-out domains yet; run `ensemblecv train`.")
-    for ws in subs.values():
-        build_ensembles(ws, methods=methods, metric=metric, runs=runs)
-        for name, (method, members) in (named or {}).items():
-            build_named_ensemble(ws, name, method, members, metric)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for ws in subs.values():
+            build_ensembles(ws, methods=methods, metric=metric, runs=runs)
+            for name, (method, members) in (named or {}).items():
+                build_named_ensemble(ws, name, method, members, metric)
+    # Every held-out domain trains the same runs: say each thing once, not once per domain.
+    for message, category in dict.fromkeys((str(w.message), w.category) for w in caught):
+        warnings.warn(message, category, stacklevel=2)
     return write_domain_table(root)

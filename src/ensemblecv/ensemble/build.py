@@ -73,6 +73,7 @@ def build_ensembles(
         raise EnsembleCVError(
             f"Unknown ensemble method(s) {unknown}; available: {', '.join(list_methods())}."
         )
+    warn_fold_mean_members(store, names)
     rows = [r for r in single_model_rows(store) if r["name"] in names]
     specs = {
         r["name"]: _spec(r["name"], "single", {}, [r["name"]], [1.0], _scores_of(r)) for r in rows
@@ -105,6 +106,39 @@ def build_ensembles(
         ens_dir / "best.yaml", yaml.safe_dump(best, sort_keys=False, allow_unicode=True)
     )
     return board
+
+
+def fold_mean_runs(store: PredictionStore, names: list[str]) -> list[str]:
+    """The runs among ``names`` whose test predictions average their fold models (no refit).
+
+    A ``NAME+tta`` variant counts as its run ``NAME``.
+    """
+    return sorted(
+        {store.runs[n].name.removesuffix("+tta") for n in names if not store.runs[n].has_full}
+    )
+
+
+def warn_fold_mean_members(store: PredictionStore, names: list[str]) -> None:
+    """One warning naming the runs whose test predictions follow another protocol than CV.
+
+    CV scores one model per out-of-fold row. A run without a refit predicts the test set
+    (and ``predict`` new images) with the mean of its K fold models, a bag CV never scored:
+    its test accuracy runs above its CV and ensembles of such runs (seed bags above all)
+    gain less on test than CV ranks them for. See docs/cv-protocol.md.
+    """
+    bagged = fold_mean_runs(store, names)
+    if not bagged:
+        return
+    listed = ", ".join(bagged[:10]) + (f" and {len(bagged) - 10} more" if len(bagged) > 10 else "")
+    warnings.warn(
+        f"The leaderboard ranks by CV, one model per out-of-fold row, but {len(bagged)} run(s) "
+        f"predict test and new images with the mean of their {store.n_folds} fold models "
+        f"(no refit on all data): {listed}. Their test scores run above CV and ensembles of "
+        "them gain less on test than CV ranks them for. Train them with train.refit_full=true "
+        "(under a new name) or leave them out with --runs.",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _scores_of(row: dict) -> dict:
@@ -151,6 +185,7 @@ def build_named_ensemble(
         )
     if name in store.names or name == "best" or name in list_methods():
         raise EnsembleCVError(f"Ensemble name {name!r} collides with a run or method name.")
+    warn_fold_mean_members(store, list(members))
     result = fit_method(store, method, metric, list(members))
     row = dict(ensemble_row(result), name=name)
     out = store.workspace.root

@@ -251,6 +251,11 @@ class Objective:
         from ..tasks import resolve_config
 
         config = resolve_config(trial_config(self.base, suggest(trial, self.space), name))
+        # Trials train their folds only (a refit per trial would cost a fold more each); the
+        # saved config says so, and `ensemble` names the trials it ranks under that protocol.
+        config = config.model_copy(
+            update={"train": config.train.model_copy(update={"refit_full": False})}
+        )
         trial.set_user_attr("run", name)
         inputs = prepare_inputs(config, progress=False)
         n_folds = int(inputs.folds["fold"].max()) + 1

@@ -72,6 +72,7 @@ register_task(
         mode="min",
         val_metrics=("val_loss", "val_acc"),
         sweep_metrics=(("accuracy", "maximize"), ("log_loss", "minimize")),
+        refit_full=True,
     )
 )
 register_task(

@@ -30,6 +30,10 @@ class TaskInfo:
     val_metrics: tuple[str, ...]
     #: OOF metrics a sweep may optimise, with ``maximize``/``minimize``.
     sweep_metrics: tuple[tuple[str, str], ...]
+    #: The default of ``train.refit_full``: whether a run's test predictions come from one
+    #: model refitted on all training data, as CV scores one model per out-of-fold row
+    #: (docs/cv-protocol.md). Off where the task cannot refit yet.
+    refit_full: bool = False
 
 
 @runtime_checkable
