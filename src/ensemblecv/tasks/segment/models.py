@@ -116,7 +116,10 @@ class Segmenter(nn.Module):
             x = x.expand(-1, 3, -1, -1)
         x = (x - self.mean) / self.std
         h, w = x.shape[-2:]
-        ph, pw = (-h) % self.stride, (-w) % self.stride
+        # At least two cells at the deepest level: a 1x1 map of one image breaks GroupNorm
+        # (smp's FPN head) and pooling (PAN) in a batch of one, as predict sends.
+        least = 2 * self.stride if self.stride >= 32 else self.stride
+        ph, pw = max(least, h + (-h) % self.stride) - h, max(least, w + (-w) % self.stride) - w
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
         out = self.net(x)
