@@ -169,3 +169,10 @@ def _domains_demo(workspace: Path, **kwargs):
     from .domains.demo import run_domains_demo
 
     return run_domains_demo(workspace, **kwargs)
+
+
+@_demos.register("detect")
+def _detect_demo(workspace: Path, **kwargs):
+    from .tasks.detect.demo import run_detect_demo
+
+    return run_detect_demo(workspace, **kwargs)

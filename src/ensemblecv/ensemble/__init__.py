@@ -4,7 +4,7 @@ The estimator names and signatures here are a public contract (scikit-learn
 style: ``fit(probas, y)`` returns self, learned attributes end in ``_``).
 """
 
-from .box_fusion import BoxFusionError, Boxes, fuse
+from .box_fusion import Boxes, BoxFusionError, fuse
 from .boxes import (
     NMS,
     DetectionTruth,

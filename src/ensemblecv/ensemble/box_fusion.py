@@ -127,7 +127,9 @@ def fuse(
     if method not in METHODS:
         raise BoxFusionError(f"Unknown box fusion {method!r}; choose one of {', '.join(METHODS)}.")
     if conf_type not in CONF_TYPES:
-        raise BoxFusionError(f"Unknown conf_type {conf_type!r}; choose one of {', '.join(CONF_TYPES)}.")
+        raise BoxFusionError(
+            f"Unknown conf_type {conf_type!r}; choose one of {', '.join(CONF_TYPES)}."
+        )
     if soft_method not in ("gaussian", "linear"):
         raise BoxFusionError(f"soft_method must be gaussian or linear, got {soft_method!r}.")
     if not 0 <= iou_thr <= 1:
@@ -316,7 +318,8 @@ def _soft_nms(starts, lengths, box, ws, iou_thr, sigma, thresh, soft_method):
                 decay = np.where(ious > iou_thr, 1.0 - ious, 1.0)
             else:
                 decay = np.exp(-(ious * ious) / sigma)
-            s[:a] = np.where(todo[:a], s[:a] * decay, s[:a])
+            with np.errstate(invalid="ignore"):  # padding cells: -inf * 0, never used
+                s[:a] = np.where(todo[:a], s[:a] * decay, s[:a])
         kept = valid & (s > thresh)
         keep_idx.append(idx[kept])
         keep_score.append(s[kept])
@@ -337,9 +340,7 @@ def _one_image(boxes_list, scores_list, labels_list) -> list[Boxes]:
         b = np.asarray(b, np.float64).reshape(-1, 4)
         s, lab = np.asarray(s, np.float64).reshape(-1), np.asarray(lab).reshape(-1)
         if not (len(b) == len(s) == len(lab)):
-            raise BoxFusionError(
-                f"member {i}: {len(b)} boxes, {len(s)} scores, {len(lab)} labels."
-            )
+            raise BoxFusionError(f"member {i}: {len(b)} boxes, {len(s)} scores, {len(lab)} labels.")
         out.append(Boxes(np.zeros(len(s), np.int64), lab.astype(np.int64), s, b))
     return out
 

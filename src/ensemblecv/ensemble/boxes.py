@@ -159,7 +159,9 @@ class MapScorer:
 
 def _check_members(members, images: pd.DataFrame) -> list[Boxes]:
     if isinstance(members, pd.DataFrame) or not len(members):
-        raise EnsembleCVError("members must be a non-empty list of detection tables, one per model.")
+        raise EnsembleCVError(
+            "members must be a non-empty list of detection tables, one per model."
+        )
     return [pack(m, images, f"member {i}") for i, m in enumerate(members)]
 
 
@@ -206,7 +208,9 @@ class _BoxEnsemble:
         if not self.iou_thrs or not all(0 <= t <= 1 for t in self.iou_thrs):
             raise EnsembleCVError(f"iou_thrs must be values in [0, 1], got {self.iou_thrs}.")
         if not self.skip_box_thrs or not all(0 <= t < 1 for t in self.skip_box_thrs):
-            raise EnsembleCVError(f"skip_box_thrs must be values in [0, 1), got {self.skip_box_thrs}.")
+            raise EnsembleCVError(
+                f"skip_box_thrs must be values in [0, 1), got {self.skip_box_thrs}."
+            )
         if not self.conf_types:
             raise EnsembleCVError("conf_types is empty.")
 
@@ -268,9 +272,7 @@ class _BoxEnsemble:
             raise EnsembleCVError(
                 f"{len(packed)} members given, the ensemble was fitted on {len(self.weights_)}."
             )
-        return self._fuse(
-            packed, self.weights_, self.iou_thr_, self.skip_box_thr_, self.conf_type_
-        )
+        return self._fuse(packed, self.weights_, self.iou_thr_, self.skip_box_thr_, self.conf_type_)
 
     def predict(self, members: list[pd.DataFrame], images: pd.DataFrame) -> pd.DataFrame:
         """The fused detections of ``images`` (sample_id, width, height), in pixels."""

@@ -17,7 +17,6 @@ import inspect
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -117,7 +116,9 @@ def build_box_ensembles(
     for n in names:
         store.run(n)  # unknown names fail listing the runs
     if not names:
-        raise EnsembleCVError(f"No finished detection runs in {store.root}; run `ensemblecv train`.")
+        raise EnsembleCVError(
+            f"No finished detection runs in {store.root}; run `ensemblecv train`."
+        )
     methods = list(methods or DEFAULT_BOX_METHODS)
     unknown = [m for m in methods if m not in list_box_methods()]
     if unknown:
@@ -196,8 +197,11 @@ def _spec(name, method, params, fitted, members, weights, row, candidates) -> di
         "name": name,
         "task": "detect",
         "method": method,
-        "params": {k: list(v) if isinstance(v, tuple) else v
-                   for k, v in params.items() if isinstance(v, keep)},  # fmt: skip
+        "params": {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in params.items()
+            if isinstance(v, keep)
+        },  # fmt: skip
         "fitted": fitted,
         "members": list(members),
         "weights": {m: float(w) for m, w in zip(members, weights)},

@@ -38,7 +38,9 @@ FORMATS = ("csv", "coco", "yolo")
 def output_format(out: Path, format: str | None) -> str:
     if format is not None:
         if format not in FORMATS:
-            raise EnsembleCVError(f"Unknown --format {format!r}; choose one of {', '.join(FORMATS)}.")
+            raise EnsembleCVError(
+                f"Unknown --format {format!r}; choose one of {', '.join(FORMATS)}."
+            )
         return format
     suffix = Path(out).suffix.lower()
     if suffix == ".csv":
@@ -62,7 +64,9 @@ def read_images(data: str) -> pd.DataFrame:
     if path.suffix.lower() == ".csv" and path.is_file():
         frame = pd.read_csv(path)
         if "image_path" not in frame:
-            raise EnsembleCVError(f"{path} has no image_path column (columns: {list(frame.columns)}).")
+            raise EnsembleCVError(
+                f"{path} has no image_path column (columns: {list(frame.columns)})."
+            )
         ids = frame["image_path"].astype(str)
         paths = [str((path.parent / p).absolute()) for p in ids]
         return pd.DataFrame({"sample_id": ids.to_numpy(), "path": paths})
@@ -114,14 +118,13 @@ def _load(ckpt: Path):
 def member_detections(workspace: Path, spec: dict, images: pd.DataFrame, classes, progress=None):
     """Detections of every member of ``spec`` on ``images`` (sample_id, path), and the sizes."""
     import torch
+    import yaml
 
     from ...config import ExperimentConfig
     from ...training.data import default_workers
     from .data import DetectSource
     from .store import bag_folds
     from .task import predict_detections
-
-    import yaml
 
     sources: dict[tuple, DetectSource] = {}
     per_member: dict[str, pd.DataFrame] = {}
@@ -131,7 +134,9 @@ def member_detections(workspace: Path, spec: dict, images: pd.DataFrame, classes
         run_dir = workspace / "runs" / run
         cfg_path = run_dir / "config.yaml"
         if not cfg_path.is_file():
-            raise EnsembleCVError(f"Run {run} of ensemble {spec['name']!r} is gone from {workspace}.")
+            raise EnsembleCVError(
+                f"Run {run} of ensemble {spec['name']!r} is gone from {workspace}."
+            )
         config = ExperimentConfig.model_validate(yaml.safe_load(cfg_path.read_text("utf-8")))
         key = (config.data.image_size, config.data.resize)
         if key not in sources:  # one decode per preprocessing, shared by its members
