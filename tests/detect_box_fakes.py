@@ -83,6 +83,15 @@ def make_detect_workspace(root: Path, n: int = 36, folds: int = 3, n_test: int =
     root.mkdir(parents=True, exist_ok=True)
     images, boxes = _truth(rng, n, "images/")
     images["group"] = images["sample_id"]
+    from PIL import Image
+
+    paths = []
+    for sid, w, h in zip(images["sample_id"], images["width"], images["height"]):
+        path = root / "data" / sid
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(60, 200, (h, w, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    images["path"] = paths
     test_images, test_boxes = _truth(rng, n_test, "test/")
     fold_of = np.arange(n) % folds
     images.to_parquet(root / "samples.parquet", index=False)

@@ -127,7 +127,11 @@ class MapScorer:
             self.coco = COCO(gt)
         self.size = self.images[["width", "height"]].to_numpy(np.float64)
 
-    def scores(self, b: Boxes, max_detections: int = 100, per_class: bool = False) -> dict:
+    def scores(
+        self, b: Boxes, max_detections: int = 100, per_class: bool = False, curves: bool = False
+    ) -> dict:
+        """The twelve COCO numbers; ``per_class``: AP per class; ``curves``: COCOeval's
+        precision array (IoU, recall, class, area, max dets) under ``precision``."""
         from faster_coco_eval import COCOeval_faster
 
         from ..tasks.detect.metrics import STAT_NAMES, _ap_per_class
@@ -154,6 +158,8 @@ class MapScorer:
         out = {k: float(v) for k, v in zip(STAT_NAMES, ev.stats)}
         if per_class:
             out["ap_per_class"] = _ap_per_class(ev.eval["precision"], self.truth.num_classes)
+        if curves:
+            out["precision"] = np.asarray(ev.eval["precision"])
         return out
 
 

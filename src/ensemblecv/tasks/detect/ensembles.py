@@ -69,10 +69,11 @@ def fit_box_method(store: DetectionStore, name: str, members: list[str], metric:
 
     pieces = [p for _, _, p in nested_predictions(method, store.fold_of, fit, predict)]
     scorer = MapScorer(truth)
-    cv = _scores(scorer, pd.concat(pieces, ignore_index=True))
+    nested = pd.concat(pieces, ignore_index=True)
+    cv = _scores(scorer, nested)
     fitted = copy.deepcopy(method).fit(oof, truth)
     optimistic = _scores(scorer, fitted.predict(oof, images))
-    result = {"cv": cv, "optimistic": optimistic, "fitted": fitted, "test": None, "per_fold": None}
+    result = {"cv": cv, "optimistic": optimistic, "fitted": fitted, "test": None, "oof": nested}
     if test is not None:
         test_truth, test_members = test
         fused = fitted.predict(test_members, test_truth.images)
@@ -131,7 +132,7 @@ def build_box_ensembles(
     truth = store.truth()
     scorer = MapScorer(truth)
     test = _test_inputs(store, names)
-    rows, specs = [], {}
+    rows, specs, oof_frames = [], {}, {}
     for i, n in enumerate(names):
         row = {"name": n, "kind": "model", "method": "single", "members": n, "weights": "1"}
         row.update(_scores(scorer, _sorted(store.oof(n))))
@@ -157,6 +158,7 @@ def build_box_ensembles(
             if res["test"] is not None:
                 row.update({f"test_{k}": v for k, v in res["test"].items()})
             rows.append(row)
+            oof_frames[method] = res["oof"]
             fp = fitted.fitted_params()
             fp["weights"] = [w for _, w in used]
             specs[method] = _spec(
@@ -170,6 +172,8 @@ def build_box_ensembles(
     ens.mkdir(exist_ok=True)
     for name, spec in specs.items():
         atomic_write_text(ens / f"{name}.yaml", yaml.safe_dump(spec, sort_keys=False))
+    for name, frame in oof_frames.items():  # the nested OOF detections: what the report shows
+        frame.to_parquet(ens / f"{name}.oof_detections.parquet", index=False)
     best = dict(specs[board.loc[0, "name"]], alias="best")
     atomic_write_text(ens / "best.yaml", yaml.safe_dump(best, sort_keys=False))
     return board
