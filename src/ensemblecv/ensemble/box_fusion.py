@@ -136,12 +136,14 @@ def fuse(
         raise BoxFusionError(f"iou_thr must lie in [0, 1], got {iou_thr}.")
     if not members:
         raise BoxFusionError("No members to fuse.")
+    given = weights is not None
     w = _check_weights(weights, len(members))
     members = [check_boxes(m, f"member {i}") for i, m in enumerate(members)]
     if method == "nmw":
         w = w / w.max()
     if method in ("nms", "soft_nms"):
-        factor = w / w.sum()
+        # As ensemble-boxes: weights given scale scores by w / sum(w); none given, no scaling.
+        factor = w / w.sum() if given else w
     else:
         factor = w
     parts = []

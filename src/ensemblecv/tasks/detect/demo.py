@@ -25,7 +25,7 @@ DETECTORS = (
 )
 #: --fast: fewer images and epochs, two detectors, a smaller search (under 6 min on 2 cores).
 FAST = {"train": 240, "test": 80, "epochs": 6, "detectors": 2}
-FULL = {"train": 600, "test": 200, "epochs": 14, "detectors": 3}
+FULL = {"train": 480, "test": 160, "epochs": 10, "detectors": 3}
 FAST_SEARCH = {"iou_thrs": (0.5, 0.6), "skip_box_thrs": (0.0,), "max_rounds": 2}
 
 
