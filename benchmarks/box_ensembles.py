@@ -115,7 +115,9 @@ def timing(n_images: int, n_members: int, per_image: int, ref_images: int) -> No
             t0 = time.perf_counter()
             diff = 0.0
             for i, p in enumerate(per):
-                b, s, lab = ref([q.box for q in p], [q.score for q in p], [q.label for q in p], **kw)
+                b, s, lab = ref(
+                    [q.box for q in p], [q.score for q in p], [q.label for q in p], **kw
+                )
                 got = out.take(out.image == i)
                 if len(b) == len(got):
                     o1 = np.lexsort((b[:, 0], s, lab))

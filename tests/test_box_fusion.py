@@ -89,10 +89,12 @@ def test_nms_of_identical_members_keeps_the_member_with_scores_times_weight_shar
     out = fuse([member, member], "nms", weights=[1, 1])
     np.testing.assert_allclose(out.box, np.asarray(A))
     np.testing.assert_allclose(out.score, [0.45, 0.3])  # w / sum(w): ranking is unchanged
+    plain = fuse([member, member], "nms")  # no weights given: scores unscaled, as ensemble-boxes
+    np.testing.assert_allclose(plain.score, [0.9, 0.6])
     soft = fuse([member, member], "soft_nms", sigma=0.5)
     # The duplicate survives, decayed by exp(-IoU^2 / sigma) = exp(-2).
-    np.testing.assert_allclose(sorted(soft.score)[-2:], [0.3, 0.45])
-    assert np.isclose(soft.score, 0.45 * np.exp(-2)).sum() == 1
+    np.testing.assert_allclose(sorted(soft.score)[-2:], [0.6, 0.9])
+    assert np.isclose(soft.score, 0.9 * np.exp(-2)).sum() == 1
 
 
 def test_a_box_seen_by_one_of_three_members_keeps_a_third_of_its_score():

@@ -78,9 +78,7 @@ def test_predict_writes_every_format_and_reads_back(trained, tmp_path):
     # The COCO file beside the images reads back as a dataset with the same boxes.
     coco_root = tmp_path / "coco"
     shutil.copytree(test / "images", coco_root / "images")
-    (coco_root / "annotations.json").write_text(
-        json.dumps({**doc, "images": doc["images"]})
-    )
+    (coco_root / "annotations.json").write_text(json.dumps({**doc, "images": doc["images"]}))
     back = read_detection(coco_root / "annotations.json")
     assert len(back.images) == n_images
     got = back.boxes.sort_values(["sample_id", "x1", "y1"])[["x1", "y1", "x2", "y2"]].to_numpy()

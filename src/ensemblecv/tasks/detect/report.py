@@ -28,8 +28,12 @@ MIN_SCORE_FLOOR = 0.05
 
 
 def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    ix = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    iy = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    ix = np.clip(
+        np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None
+    )
+    iy = np.clip(
+        np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None
+    )
     inter = ix * iy
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
@@ -49,7 +53,10 @@ def match_at(dets: pd.DataFrame, boxes: pd.DataFrame, ids, threshold: float, iou
         nd, nt = (0 if d is None else len(d)), (0 if t is None else len(t))
         used = np.zeros(nt, bool)
         if nd and nt:
-            m = _iou_matrix(d[["x1", "y1", "x2", "y2"]].to_numpy(float), t[["x1", "y1", "x2", "y2"]].to_numpy(float))
+            m = _iou_matrix(
+                d[["x1", "y1", "x2", "y2"]].to_numpy(float),
+                t[["x1", "y1", "x2", "y2"]].to_numpy(float),
+            )
         for i in range(nd):
             j = -1
             if nt:
@@ -109,7 +116,9 @@ def _pr_figure(precision: np.ndarray, classes: list[str], path: Path, title: str
     plt.close(fig)
 
 
-def _gallery(store: DetectionStore, dets, pairs, threshold, path: Path, n: int) -> pd.DataFrame | None:
+def _gallery(
+    store: DetectionStore, dets, pairs, threshold, path: Path, n: int
+) -> pd.DataFrame | None:
     from PIL import Image, ImageDraw
 
     from ...data.imageio import load_image
@@ -133,10 +142,22 @@ def _gallery(store: DetectionStore, dets, pairs, threshold, path: Path, n: int) 
         img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))))
         draw = ImageDraw.Draw(img)
         for b in store.boxes[store.boxes["sample_id"] == sid].itertuples(index=False):
-            draw.rectangle([b.x1 * scale, b.y1 * scale, b.x2 * scale, b.y2 * scale], outline=(0, 200, 0), width=2)
+            draw.rectangle(
+                [b.x1 * scale, b.y1 * scale, b.x2 * scale, b.y2 * scale],
+                outline=(0, 200, 0),
+                width=2,
+            )
         for d in shown[shown["sample_id"] == sid].itertuples(index=False):
-            draw.rectangle([d.x1 * scale, d.y1 * scale, d.x2 * scale, d.y2 * scale], outline=(230, 30, 30), width=1)
-            draw.text((d.x1 * scale + 1, d.y1 * scale), f"{store.classes[d.label]} {d.score:.2f}", fill=(230, 30, 30))
+            draw.rectangle(
+                [d.x1 * scale, d.y1 * scale, d.x2 * scale, d.y2 * scale],
+                outline=(230, 30, 30),
+                width=1,
+            )
+            draw.text(
+                (d.x1 * scale + 1, d.y1 * scale),
+                f"{store.classes[d.label]} {d.score:.2f}",
+                fill=(230, 30, 30),
+            )
         tiles.append(img)
         rows.append({"image": sid, "errors": errors[sid]})
     if not tiles:
@@ -175,7 +196,10 @@ def build_detection_report(workspace, out=None, max_gallery: int = 12, **_ignore
 
     best = board.iloc[0]
     kind = str(best["kind"])
-    if kind == "ensemble" and not (root / "ensembles" / f"{best['name']}.oof_detections.parquet").is_file():
+    if (
+        kind == "ensemble"
+        and not (root / "ensembles" / f"{best['name']}.oof_detections.parquet").is_file()
+    ):
         kind, best = "model", board[board["kind"] == "model"].iloc[0]
     dets = _entry_detections(store, str(best["name"]), kind)
     truth = store.truth()
@@ -183,7 +207,9 @@ def build_detection_report(workspace, out=None, max_gallery: int = 12, **_ignore
     ids = truth.images["sample_id"].tolist()
     main = scorer.scores(pack(dets, scorer.images), per_class=True, curves=True)
     members = [n for n in board.loc[board["kind"] == "model", "name"] if n in store.runs]
-    per_member = {m: scorer.scores(pack(store.oof(m), scorer.images), per_class=True) for m in members}
+    per_member = {
+        m: scorer.scores(pack(store.oof(m), scorer.images), per_class=True) for m in members
+    }
     per_class = pd.DataFrame({"class": store.classes})
     per_class["boxes"] = [int((store.boxes["label"] == k).sum()) for k in range(len(store.classes))]
     per_class[f"AP {best['name']}"] = main["ap_per_class"]
@@ -191,10 +217,23 @@ def build_detection_report(workspace, out=None, max_gallery: int = 12, **_ignore
         per_class[f"AP {m}"] = per_member[m]["ap_per_class"]
     per_class = per_class.replace(-1.0, np.nan)
     sizes = pd.DataFrame(
-        [{"entry": str(best["name"]), **{k: main[f"map_{k}"] for k in ("small", "medium", "large")}}]
-        + [{"entry": m, **{k: per_member[m][f"map_{k}"] for k in ("small", "medium", "large")}} for m in members]
+        [
+            {
+                "entry": str(best["name"]),
+                **{k: main[f"map_{k}"] for k in ("small", "medium", "large")},
+            }
+        ]
+        + [
+            {"entry": m, **{k: per_member[m][f"map_{k}"] for k in ("small", "medium", "large")}}
+            for m in members
+        ]
     ).replace(-1.0, np.nan)
-    _pr_figure(main["precision"], store.classes, out / "img" / "pr_curves.png", f"{best['name']} (OOF, IoU 0.5)")
+    _pr_figure(
+        main["precision"],
+        store.classes,
+        out / "img" / "pr_curves.png",
+        f"{best['name']} (OOF, IoU 0.5)",
+    )
     threshold = max(best_threshold(dets, store.boxes, ids), MIN_SCORE_FLOOR)
     pairs = match_at(dets, store.boxes, ids, threshold)
     confusion = confusion_frame(pairs, store.classes)
