@@ -68,6 +68,8 @@ def detect_demo_configs(workspace: Path, fast: bool, train: Path, test: Path,
                 "tta": ["hflip"],
             },
             "augment": {"preset": "detect"},
+            # At most 4 objects per image: 30 boxes keep mAP and make fusion and scoring 3x cheaper.
+            "detect": {"max_detections": 30},
             "tracking": {"backend": "none"},
         }
         configs.append(load_config(None, [], base=base))
