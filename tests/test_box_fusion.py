@@ -89,6 +89,8 @@ def test_nms_of_identical_members_keeps_the_member_with_scores_times_weight_shar
     out = fuse([member, member], "nms", weights=[1, 1])
     np.testing.assert_allclose(out.box, np.asarray(A))
     np.testing.assert_allclose(out.score, [0.45, 0.3])  # w / sum(w): ranking is unchanged
+    by_max = fuse([member, member], "nms", weights=[2, 2], weight_norm="max")
+    np.testing.assert_allclose(by_max.score, [0.9, 0.6])  # the heaviest member keeps its scale
     plain = fuse([member, member], "nms")  # no weights given: scores unscaled, as ensemble-boxes
     np.testing.assert_allclose(plain.score, [0.9, 0.6])
     soft = fuse([member, member], "soft_nms", sigma=0.5)

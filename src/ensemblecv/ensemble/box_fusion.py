@@ -111,6 +111,7 @@ def fuse(
     soft_method: str = "gaussian",
     rescore: bool = True,
     allows_overflow: bool = False,
+    weight_norm: str = "sum",
 ) -> Boxes:
     """Fuse the detections of ``members`` (same images, same classes) with ``method``.
 
@@ -121,8 +122,11 @@ def fuse(
     :data:`CONF_TYPES` (``avg``: the cluster's summed weighted score over the
     summed member weights, so a box seen by one of three equal members keeps a
     third of its score). Soft-NMS: ``soft_method`` ``gaussian`` (``sigma``) or
-    ``linear``, survivors score above ``thresh``. Returns fused boxes sorted by
-    image, then descending score.
+    ``linear``, survivors score above ``thresh``. NMS and soft-NMS scale scores by
+    ``w / sum(w)`` (``weight_norm="sum"``, ensemble-boxes) or ``w / max(w)`` (``"max"``:
+    the heaviest member keeps its scores, so fits with different weights stay on one
+    scale — what pooled nested scoring needs). Returns fused boxes sorted by image,
+    then descending score.
     """
     if method not in METHODS:
         raise BoxFusionError(f"Unknown box fusion {method!r}; choose one of {', '.join(METHODS)}.")
@@ -143,7 +147,9 @@ def fuse(
         w = w / w.max()
     if method in ("nms", "soft_nms"):
         # As ensemble-boxes: weights given scale scores by w / sum(w); none given, no scaling.
-        factor = w / w.sum() if given else w
+        if weight_norm not in ("sum", "max"):
+            raise BoxFusionError(f"weight_norm must be sum or max, got {weight_norm!r}.")
+        factor = (w / (w.sum() if weight_norm == "sum" else w.max())) if given else w
     else:
         factor = w
     parts = []

@@ -327,6 +327,11 @@ class NMS(_BoxEnsemble):
 
     fusion = "nms"
 
+    def _fuse(self, packed, weights, iou, skip, conf):
+        # w / max(w): the heaviest member keeps its scores, so the K nested fits (with
+        # different weights) put their boxes on one score scale before they are pooled.
+        return fuse(packed, "nms", weights, iou, skip, weight_norm="max")
+
     def __init__(self, iou_thrs=(0.4, 0.5, 0.6), skip_box_thrs=(0.0, 0.02), conf_types=("avg",),
                  metric="map", max_rounds=4, tol=1e-4, max_detections=100, weights=None):  # fmt: skip
         super().__init__(iou_thrs, skip_box_thrs, conf_types, metric, max_rounds, tol,
@@ -349,7 +354,7 @@ class SoftNMS(_BoxEnsemble):
 
     def _fuse(self, packed, weights, iou, skip, conf):
         return fuse(packed, "soft_nms", weights, 0.5, skip, sigma=max(iou, 1e-3),
-                    thresh=self.thresh)  # fmt: skip
+                    thresh=self.thresh, weight_norm="max")  # fmt: skip
 
 
 @_box_methods.register("nmw")
