@@ -136,6 +136,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workspace", default="runs/demo-detect")
     ap.add_argument("--skip-map", action="store_true")
+    ap.add_argument("--skip-time", action="store_true")
     ap.add_argument("--small", action="store_true", help="the --fast demo's smaller search")
     ap.add_argument("--images", type=int, default=10000)
     ap.add_argument("--members", type=int, default=5)
@@ -145,7 +146,8 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     if not args.skip_map:
         map_table(args.workspace, args.small)
-    timing(args.images, args.members, args.boxes, args.ref_images)
+    if not args.skip_time:
+        timing(args.images, args.members, args.boxes, args.ref_images)
 
 
 if __name__ == "__main__":
