@@ -256,3 +256,10 @@ def _segment_demo(workspace: Path, **kwargs):
     from .tasks.segment.demo import run_segment_demo
 
     return run_segment_demo(workspace, **kwargs)
+
+
+@_demos.register("detect")
+def _detect_demo(workspace: Path, **kwargs):
+    from .tasks.detect.demo import run_detect_demo
+
+    return run_detect_demo(workspace, **kwargs)

@@ -39,13 +39,29 @@ def build_method(name: str, metric: str, params: dict | None = None):
     return cls(**params)
 
 
+def nested_predictions(method, fold_of: np.ndarray, fit, predict):
+    """For each fold k: ``(k, outer_mask, predict(fit(copy of method, inner_mask), outer_mask))``.
+
+    The one nesting rule every task shares: fold k's prediction comes from a copy of
+    ``method`` fitted without fold k. ``fit(est, inner)`` returns the fitted estimator;
+    what rows are (samples, images) and predictions (arrays, tables) is the caller's."""
+    for k in np.unique(fold_of):
+        inner, outer = fold_of != k, fold_of == k
+        est = fit(copy.deepcopy(method), inner)
+        yield int(k), outer, predict(est, outer)
+
+
 def nested_oof(method, members: list[np.ndarray], y: np.ndarray, fold_of: np.ndarray) -> np.ndarray:
     """OOF ensemble probabilities where fold k's rows come from a fit without fold k."""
     out = np.zeros(members[0].shape, dtype=np.float64)
-    for k in np.unique(fold_of):
-        inner, outer = fold_of != k, fold_of == k
-        est = copy.deepcopy(method).fit([m[inner] for m in members], y[inner])
-        out[outer] = est.predict_proba([m[outer] for m in members])
+    parts = nested_predictions(
+        method,
+        fold_of,
+        lambda est, inner: est.fit([m[inner] for m in members], y[inner]),
+        lambda est, outer: est.predict_proba([m[outer] for m in members]),
+    )
+    for _, outer, proba in parts:
+        out[outer] = proba
     return out
 
 
@@ -150,6 +166,7 @@ __all__ = [
     "EnsembleResult",
     "fit_method",
     "nested_oof",
+    "nested_predictions",
     "rank",
     "single_model_rows",
     "ensemble_row",

@@ -109,10 +109,13 @@ def _parse_line(text: str) -> tuple[int, list[float]] | str:
     if len(values) == 4:
         cx, cy, w, h = values
         return int(cls), [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+    if len(values) == 5:  # class cx cy w h confidence (predictions, `save_conf`): a box
+        cx, cy, w, h, _ = values
+        return int(cls), [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
     if len(values) >= 6 and len(values) % 2 == 0:  # a segmentation polygon: its bounding box
         xs, ys = values[0::2], values[1::2]
         return int(cls), [min(xs), min(ys), max(xs), max(ys)]
-    return f"{len(fields)} fields, expected 5 (class cx cy w h) or a polygon"
+    return f"{len(fields)} fields, expected 5 (class cx cy w h), 6 (… confidence) or a polygon"
 
 
 def read_yolo(root: Path) -> RawLabels:

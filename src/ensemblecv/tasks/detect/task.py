@@ -265,7 +265,15 @@ class DetectTask:
 
         metrics: dict[str, float] = {}
         writer = is_rank_zero()
+        # train.tta: [hflip] stores the mirrored view too: the member NAME+hflip.
+        flips = [False, True] if "hflip" in config.train.tta else [False]
         if len(rows):
+            for flip in flips[1:]:
+                tta = predict_detections(
+                    module, inputs.source, rows, inputs, config, device, hflip=flip
+                )
+                if writer:
+                    tta.to_parquet(fold_dir / "oof_detections_hflip.parquet", index=False)
             dets = predict_detections(module, inputs.source, rows, inputs, config, device)
             if writer:
                 ids = inputs.images["sample_id"].to_numpy()[rows]
@@ -280,12 +288,20 @@ class DetectTask:
                 metrics.update(_score(truth, dets, ids, inputs.num_classes))
         if inputs.test_source is not None:
             test_rows = np.arange(len(inputs.test_images))
+            for flip in flips[1:]:
+                tta = predict_detections(
+                    module, inputs.test_source, test_rows, inputs, config, device, hflip=flip
+                )
+                if writer:
+                    tta.to_parquet(fold_dir / "test_detections_hflip.parquet", index=False)
             dets = predict_detections(module, inputs.test_source, test_rows, inputs, config, device)
             if writer:
                 dets.to_parquet(fold_dir / "test_detections.parquet", index=False)
-                inputs.test_images[["sample_id"]].to_parquet(
+                # Sizes and boxes of the test split: what box ensembles score their test mAP on.
+                inputs.test_images[["sample_id", "width", "height"]].to_parquet(
                     fold_dir / "test_samples.parquet", index=False
                 )
+                inputs.test_boxes.to_parquet(fold_dir / "test_boxes.parquet", index=False)
                 if len(inputs.test_boxes):
                     truth = truth_to_dicts(inputs.test_boxes, inputs.test_images)
                     ids = inputs.test_images["sample_id"].to_numpy()
@@ -312,25 +328,25 @@ class DetectTask:
 
     # ------------------------------------------------------- workspace verbs
 
-    def _not_yet(self, verb: str):
-        from ...errors import EnsembleCVError
-
-        raise EnsembleCVError(
-            f"`ensemblecv {verb}` on a detection workspace comes with box ensembles; "
-            "meanwhile each run's leaderboard.csv row holds its OOF mAP."
-        )
-
     def build_ensembles(self, workspace, methods, metric, runs):
-        self._not_yet("ensemble")
+        from .ensembles import build_box_ensembles
+
+        return build_box_ensembles(workspace, methods=methods, metric=metric, runs=runs)
 
     def leaderboard_view(self, board):
-        self._not_yet("ensemble")
+        from .ensembles import leaderboard_view
+
+        return leaderboard_view(board)
 
     def predict(self, workspace, data, out, ensemble, options, progress):
-        self._not_yet("predict")
+        from .predict import write_detections
+
+        return write_detections(workspace, data, out, ensemble, options, progress)
 
     def build_report(self, workspace, out, options):
-        self._not_yet("report")
+        from .report import build_detection_report
+
+        return build_detection_report(workspace, out=out, **options)
 
 
 def _score(truth: list[dict], dets: pd.DataFrame, ids, num_classes: int) -> dict:
@@ -340,8 +356,12 @@ def _score(truth: list[dict], dets: pd.DataFrame, ids, num_classes: int) -> dict
     return {k: scores[k] for k in ("map", "map50", "map75", "ar100")}
 
 
-def predict_detections(module, source, rows, inputs: DetectInputs, config, device) -> pd.DataFrame:
-    """Detections of ``rows`` in original pixels, in row order (DDP: sharded, gathered on rank 0)."""
+def predict_detections(
+    module, source, rows, inputs: DetectInputs, config, device, hflip: bool = False
+) -> pd.DataFrame:
+    """Detections of ``rows`` in original pixels, in row order (DDP: sharded, gathered on rank 0).
+
+    ``hflip``: predict the mirrored images and mirror the boxes back (a TTA view)."""
     import torch
 
     from ...training.data import make_loader
@@ -362,8 +382,15 @@ def predict_detections(module, source, rows, inputs: DetectInputs, config, devic
     parts: list = []
     with torch.no_grad():
         for x, _, batch_rows in loader:
+            x = x.flip(-1) if hflip else x
             for row, det in zip(batch_rows.tolist(), module(x.to(device))):
-                boxes = source.to_original(row, det["boxes"].float().cpu().numpy())
+                boxes = det["boxes"].float().cpu().numpy()
+                if hflip:
+                    width = x.shape[-1]
+                    boxes = np.stack(
+                        [width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], 1
+                    ).reshape(-1, 4)
+                boxes = source.to_original(row, boxes)
                 labels = det["labels"].cpu().numpy().astype(np.int64) - 1
                 parts.append(
                     pd.DataFrame(
