@@ -90,14 +90,14 @@ def _write_protocol(config: ExperimentConfig, domains: list[str]) -> None:
 
 def train_lodo(
     config: ExperimentConfig,
+    train,
     folds: list[int] | None = None,
     resume: bool = False,
     progress: bool = True,
     domains: list[str] | None = None,
 ) -> list:
-    """Train ``config`` once per held-out domain (all domains, or ``domains``)."""
-    from ..training.runner import train
-
+    """Train ``config`` once per held-out domain (all domains, or ``domains``) with ``train``
+    (``training.train``, which calls this for a protocol config: passed in, not imported)."""
     every = lodo_domains(config)
     _write_protocol(config, every)
     todo = domains or every

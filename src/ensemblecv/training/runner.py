@@ -99,7 +99,7 @@ def train(
     if config.data.protocol == "leave_one_domain_out" and config.data.held_out is None:
         from ..domains.protocol import train_lodo  # one sub-experiment per held-out domain
 
-        return train_lodo(config, folds=folds, resume=resume, progress=progress)
+        return train_lodo(config, train, folds=folds, resume=resume, progress=progress)
     progress = progress and is_rank_zero()  # one set of bars in a DDP launch
     config = resolve_config(config)  # a size the model cannot take fails here, before any data
     inputs = prepare_inputs(config, progress=progress)

@@ -123,8 +123,8 @@ def member_detections(workspace: Path, spec: dict, images: pd.DataFrame, classes
     from ...config import ExperimentConfig
     from ...training.data import default_workers
     from .data import DetectSource
+    from .detections import predict_detections
     from .store import bag_folds
-    from .task import predict_detections
 
     sources: dict[tuple, DetectSource] = {}
     per_member: dict[str, pd.DataFrame] = {}

@@ -23,9 +23,9 @@ def box_preview(cfg, out: Path, n: int = 8, n_aug: int = 5, seed: int = 0, note=
 
     from .augment import build_box_transform
     from .data import DetectSource
-    from .task import _read
+    from .read import read_configured
 
-    data = _read(cfg.data.train, cfg)
+    data = read_configured(cfg.data.train, cfg)
     if not len(data.images):
         raise DataError(f"{cfg.data.train} has no images to preview.")
     with_boxes = set(data.boxes["sample_id"])

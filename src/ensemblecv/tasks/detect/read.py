@@ -224,3 +224,10 @@ __all__ = [
     "read_detection",
     "write_bad_labels",
 ]
+
+
+def read_configured(path: str, config) -> DetectionData:
+    """``path`` read with the config's ``data.format`` (else detected) and ``data.strict``."""
+    return read_detection(
+        path, format=getattr(config.data, "format", None), strict=config.data.strict
+    )

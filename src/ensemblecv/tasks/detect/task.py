@@ -26,8 +26,8 @@ import pandas as pd
 
 from ...errors import DataError
 from .. import task_info
-
-DET_COLUMNS = ["sample_id", "label", "class_name", "score", "x1", "y1", "x2", "y2"]
+from .detections import DET_COLUMNS, predict_detections  # noqa: F401  (the task writes them)
+from .read import read_configured
 
 
 @dataclass
@@ -50,15 +50,6 @@ class DetectInputs:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
-
-
-def _read(path: str, config):
-    from .read import read_detection
-
-    # data.format (named by the user, else detected) arrives with the data side of issue 12.
-    return read_detection(
-        path, format=getattr(config.data, "format", None), strict=config.data.strict
-    )
 
 
 def _scan_images(images: pd.DataFrame, classes: list[str], config, report: Path | None, progress):
@@ -110,7 +101,7 @@ class DetectTask:
 
         ws = Workspace(Path(root))
         ws.root.mkdir(parents=True, exist_ok=True)
-        data = _read(config.data.train, config)
+        data = read_configured(config.data.train, config)
         images = data.images.sort_values("sample_id", kind="stable").reset_index(drop=True)
         if config.data.limit is not None:
             images = images.iloc[: config.data.limit].reset_index(drop=True)
@@ -202,7 +193,7 @@ class DetectTask:
         from ...training.distributed import is_rank_zero
         from .data import DetectSource
 
-        test = _read(config.data.test, config)
+        test = read_configured(config.data.test, config)
         images = test.images.sort_values("sample_id", kind="stable").reset_index(drop=True)
         if config.data.test_limit is not None:
             images = images.iloc[: config.data.test_limit].reset_index(drop=True)
@@ -354,67 +345,6 @@ def _score(truth: list[dict], dets: pd.DataFrame, ids, num_classes: int) -> dict
 
     scores = coco_scores(truth, detections_to_dicts(dets, ids), num_classes, per_class=False)
     return {k: scores[k] for k in ("map", "map50", "map75", "ar100")}
-
-
-def predict_detections(
-    module, source, rows, inputs: DetectInputs, config, device, hflip: bool = False
-) -> pd.DataFrame:
-    """Detections of ``rows`` in original pixels, in row order (DDP: sharded, gathered on rank 0).
-
-    ``hflip``: predict the mirrored images and mirror the boxes back (a TTA view)."""
-    import torch
-
-    from ...training.data import make_loader
-    from ...training.distributed import gather_list, shard
-    from .data import DetectDataset, collate_detections
-
-    mine = shard(np.asarray(rows))
-    loader = make_loader(
-        DetectDataset(source, mine),
-        config.train.batch_size * 2,
-        0,
-        False,
-        inputs.workers,
-        device.type == "cuda",
-        collate_fn=collate_detections,
-    )
-    module.eval().to(device)
-    parts: list = []
-    with torch.no_grad():
-        for x, _, batch_rows in loader:
-            x = x.flip(-1) if hflip else x
-            for row, det in zip(batch_rows.tolist(), module(x.to(device))):
-                boxes = det["boxes"].float().cpu().numpy()
-                if hflip:
-                    width = x.shape[-1]
-                    boxes = np.stack(
-                        [width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], 1
-                    ).reshape(-1, 4)
-                boxes = source.to_original(row, boxes)
-                labels = det["labels"].cpu().numpy().astype(np.int64) - 1
-                parts.append(
-                    pd.DataFrame(
-                        {
-                            "sample_id": source.sample_ids[row],
-                            "label": labels,
-                            "class_name": [inputs.classes[k] for k in labels],
-                            "score": det["scores"].float().cpu().numpy(),
-                            "x1": boxes[:, 0],
-                            "y1": boxes[:, 1],
-                            "x2": boxes[:, 2],
-                            "y2": boxes[:, 3],
-                        },
-                        columns=DET_COLUMNS,
-                    )
-                )
-    parts = gather_list(parts, len(rows))
-    if parts is None:
-        return pd.DataFrame(columns=DET_COLUMNS)
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=DET_COLUMNS)
-    return frame.astype(
-        {"sample_id": str, "label": np.int64, "class_name": str, "score": np.float32,
-         "x1": np.float32, "y1": np.float32, "x2": np.float32, "y2": np.float32}
-    )  # fmt: skip
 
 
 TASK = DetectTask()

@@ -21,6 +21,7 @@ import numpy as np
 
 from ...errors import DataError
 from ..detect.labels_coco import _categories, _image_base, _inside, coco_files, is_coco_doc
+from .layout import _Candidate, _classes_arg, _Layout
 from .masks import MaskError
 
 
@@ -74,7 +75,6 @@ def rasterize(annotations: list, height: int, width: int, ignore_index: int = 25
 
 def read_coco_masks(source: Path, classes=None):
     """The layout of one COCO file, or of every COCO file in a folder (sample ids relative to it)."""
-    from .read import _Candidate, _classes_arg, _Layout
 
     source = Path(source)
     files = coco_files(source) if source.is_dir() else [source]

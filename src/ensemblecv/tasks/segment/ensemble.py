@@ -164,7 +164,7 @@ class MapStore:
 
     def __init__(self, root: Path, runs: list[str] | None = None) -> None:
         from ...data.samples import load_classes
-        from .task import workspace_meta
+        from .workspace import workspace_meta
 
         self.root = Path(root)
         self.classes = load_classes(self.root / "classes.json")

@@ -100,7 +100,7 @@ def predict_masks(root: Path, data: str, out: Path, ensemble: str, options: dict
     from ...ensemble.build import load_spec
     from .ensemble import _combine
     from .masks import voc_palette
-    from .task import workspace_meta
+    from .workspace import workspace_meta
 
     if options.get("format") not in (None, "png"):
         raise EnsembleCVError(f"--format {options['format']!r}: segmentation writes png masks.")

@@ -28,6 +28,7 @@ import pandas as pd
 from ...data.imageio import read_header
 from ...errors import DataError, ImageLoadError, format_list, unknown_name_message
 from ..detect._common import display_path, find_image, list_images, sample_id_of
+from .layout import _Candidate, _classes_arg, _Layout
 from .masks import (
     BAD_REASONS,
     VOC_CLASSES,
@@ -35,7 +36,6 @@ from .masks import (
     MaskError,
     decode_mask,
     png_palette,
-    read_classes_file,
     value_counts,
     voc_palette,
 )
@@ -168,50 +168,6 @@ def _values_detail(values: np.ndarray, counts: np.ndarray, k: int, ignore: int) 
 
 
 # ----------------------------------------------------------------- layouts
-
-
-@dataclass
-class _Candidate:
-    """One image a layout found, and where its mask should be."""
-
-    sample_id: str
-    image: Path
-    mask: Path | None
-    group: object = None
-    split: str | None = None
-    #: Where the mask was looked for (for a ``mask_missing`` detail).
-    expected: str = ""
-
-
-@dataclass
-class _Layout:
-    root: Path
-    format: str
-    candidates: list[_Candidate]
-    bad: list[tuple]
-    classes: list[str] | None = None
-    palette: np.ndarray | None = None
-    ignore_color: tuple[int, int, int] | None = None
-    #: COCO: sample id -> annotations to rasterise instead of decoding a file.
-    annotations: dict | None = None
-    labelled: bool = True
-    has_split: bool = False
-
-
-def _classes_arg(classes, root: Path) -> tuple[list[str] | None, np.ndarray | None]:
-    """``classes``: a list, a path to a classes file, or None (then ``root/classes.txt`` if any)."""
-    if classes is None:
-        found = root / "classes.txt"
-        return read_classes_file(found) if found.is_file() else (None, None)
-    if isinstance(classes, (str, os.PathLike)):
-        path = Path(classes)
-        if not path.is_file():
-            raise DataError(f"classes file {path} does not exist.")
-        return read_classes_file(path)
-    names = [str(c) for c in classes]
-    if not names or len(set(names)) != len(names):
-        raise DataError(f"classes must be distinct names, got {names!r:.200}")
-    return names, None
 
 
 def _read_folders(root: Path, classes) -> _Layout:

@@ -47,18 +47,6 @@ class SegmentInputs:
         return len(self.classes)
 
 
-def workspace_meta(root: Path) -> tuple[int, np.ndarray | None]:
-    """``(ignore_index, palette or None)`` recorded in ``workspace.json``."""
-    import json
-
-    info_path = Path(root) / "workspace.json"
-    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
-    palette = info.get("palette")
-    return int(info.get("ignore_index", 255)), (
-        None if palette is None else np.asarray(palette, np.uint8).reshape(-1, 3)
-    )
-
-
 def _apply_recipe(config):
     """``segment.recipe: torchvision``: the reference recipe for every key the config leaves unset."""
     if config.segment.recipe != "torchvision":
@@ -134,6 +122,7 @@ class SegmentTask:
         from ...training.inputs import exclusion_mask, open_workspace
         from .augment import build_mask_transform
         from .data import SegmentSource
+        from .workspace import workspace_meta
 
         ws = open_workspace(config, progress)
         images = pd.read_parquet(ws.samples_path)

@@ -201,3 +201,13 @@ __all__ = [
     "read_config_data",
     "segment_source_id",
 ]
+
+
+def workspace_meta(root: Path) -> tuple[int, np.ndarray | None]:
+    """``(ignore_index, palette or None)`` recorded in ``workspace.json``."""
+    info_path = Path(root) / "workspace.json"
+    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+    palette = info.get("palette")
+    return int(info.get("ignore_index", 255)), (
+        None if palette is None else np.asarray(palette, np.uint8).reshape(-1, 3)
+    )
