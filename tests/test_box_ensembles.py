@@ -122,10 +122,15 @@ def test_bad_requests_fail_clearly(workspace):
         det_ens.build_box_ensembles(workspace, metric="accuracy")
 
 
-def test_cli_ensemble_dispatches_to_the_detection_task(workspace, tmp_path):
+def test_cli_ensemble_dispatches_to_the_detection_task(workspace, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from ensemblecv.cli import app
+    from ensemblecv.cli._console import console
+
+    # The CLI's console is made once per process; a width set by an earlier test would wrap
+    # the headers this test reads.
+    monkeypatch.setattr(console, "width", 200)
 
     result = CliRunner().invoke(app, ["ensemble", str(workspace), "--methods", "nms",
                                       "--runs", "det_a,det_b"], env={"COLUMNS": "200"})  # fmt: skip

@@ -313,4 +313,7 @@ def test_config_data_format_names_the_readers():
     with pytest.raises(ConfigError, match="format"):
         load_config(None, ["data.format=kitti"], base={"data": {"train": "x"}})
     field = type(config.data).model_fields["format"]
-    assert set(field.annotation.__args__[0].__args__) == set(_READERS)
+    from ensemblecv.tasks.segment.read import FORMATS as SEGMENT_FORMATS
+
+    # One key for both tasks: every detection reader and every segmentation layout.
+    assert set(field.annotation.__args__[0].__args__) == set(_READERS) | set(SEGMENT_FORMATS)

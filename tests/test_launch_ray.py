@@ -72,12 +72,16 @@ def test_ray_trains_configs_by_folds_in_parallel_like_serial_training(
     paths = write_configs(tmp_path, "ws_ray", tracking="mlflow")
     runner = CliRunner()
     out = runner.invoke(
-        app, ["train", *map(str, paths), "--launcher", "ray", "--no-progress", "train.seed=3"]
-    )
+        app,
+        ["train", *map(str, paths), "--launcher", "ray", "--no-progress", "train.seed=3",
+         "train.refit_full=false"],
+    )  # fmt: skip
     assert out.exit_code == 0, out.output
     (tmp_path / "serial").mkdir()
     serial = write_configs(tmp_path / "serial", "ws_serial")
-    out = runner.invoke(app, ["train", *map(str, serial), "--no-progress", "train.seed=3"])
+    out = runner.invoke(
+        app, ["train", *map(str, serial), "--no-progress", "train.seed=3", "train.refit_full=false"]
+    )
     assert out.exit_code == 0, out.output
 
     ray_ws, serial_ws = tmp_path / "ws_ray", tmp_path / "ws_serial"
@@ -110,8 +114,10 @@ def test_ray_trains_configs_by_folds_in_parallel_like_serial_training(
     # A second launch finds every job done and trains nothing.
     stamps = {p: p.stat().st_mtime_ns for p in ray_ws.glob("runs/*/fold_*/*.npy")}
     out = runner.invoke(
-        app, ["train", *map(str, paths), "--launcher", "ray", "--no-progress", "train.seed=3"]
-    )
+        app,
+        ["train", *map(str, paths), "--launcher", "ray", "--no-progress", "train.seed=3",
+         "train.refit_full=false"],
+    )  # fmt: skip
     assert out.exit_code == 0, out.output
     assert out.output.count("skipped") == 4  # the narrow table may wrap "(done)"
     assert stamps == {p: p.stat().st_mtime_ns for p in ray_ws.glob("runs/*/fold_*/*.npy")}
