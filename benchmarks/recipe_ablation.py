@@ -29,6 +29,7 @@ ROWS = [
     ("- channels_last", ["--no-channels-last"]),
     ("AdamW instead of SGD", ["--optimizer", "adamw", "--lr", "0.003", "--wd", "0.05"]),
     ("width 24 instead of 16", ["--width", "24"]),
+    ("twice the epochs", ["--epochs", "{twice}"]),  # what more compute buys
 ]
 
 
@@ -47,7 +48,9 @@ def main() -> None:
         if args.only and str(i) not in args.only:
             continue
         out = subprocess.run(
-            [sys.executable, str(script), *base, *extra], capture_output=True, text=True
+            [sys.executable, str(script), *base, *(a.format(twice=2 * args.epochs) for a in extra)],
+            capture_output=True,
+            text=True,
         )
         if out.returncode:
             print(f"{i:>2} {name:<26} failed: {out.stderr[-300:]}")

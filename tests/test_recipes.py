@@ -52,6 +52,8 @@ TINY = {
     "small-cpu": ["data.image_size=16", "train.batch_size=8"],
     "finetune-224": ["data.image_size=32", "model.pretrained=false", "train.batch_size=8"],
     "detect-small": ["data.image_size=64", "train.batch_size=4", "augment.preset=detect"],
+    "segment-voc": ["data.image_size=32", "model.backbone_pretrained=false", "train.batch_size=2"],
+    "segment-small": ["data.image_size=32", "train.batch_size=4"],
 }
 
 
@@ -64,6 +66,12 @@ def _recipe_config(name: str, bars: Path, ws: Path, *extra: str):
         detect_standin.install()
         data = detect_standin.make_yolo_dataset(ws.parent / "yolo", n=8)
         return load_config(None, [f"data.train={data}", *common, *TINY[name], *extra], base=base)
+    if get_recipe(name).config.get("task") == "segment":
+        from ensemblecv.tasks.segment.synthetic import make_shapes_dataset
+
+        data = make_shapes_dataset(ws.parent / "shapes", 8, 2, size=(24, 32), seed=0)
+        files = [f"data.train={data / 'train'}", f"data.test={data / 'test'}"]
+        return load_config(None, [*files, *common, *TINY[name], *extra], base=base)
     files = [f"data.train={bars / 'train'}", f"data.test={bars / 'test'}"]
     return load_config(None, [*files, *common, *TINY[name], *extra], base=base)
 
@@ -134,7 +142,7 @@ def test_recipes_verb_lists_each_recipe_with_its_measurement():
 
 
 #: Recipes whose tiny epoch still builds a big network (resnet50, a detector): marked slow.
-_HEAVY = {"finetune-224", "detect-small"}
+_HEAVY = {"finetune-224", "detect-small", "segment-voc"}
 
 
 @pytest.mark.parametrize(

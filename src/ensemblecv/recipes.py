@@ -223,6 +223,81 @@ register_recipe(
     )
 )
 
+register_recipe(
+    Recipe(
+        name="segment-voc",
+        description=(
+            "semantic segmentation (task: segment) the torchvision reference way: DeepLabV3 "
+            "ResNet-50 with the auxiliary head at 480 px, SGD + poly LR per iteration, random "
+            "scale 0.5-2.0 + flip + crop, CE (ignore 255) + aux loss 0.5, flip TTA"
+        ),
+        config={
+            "task": "segment",
+            "data": {
+                "image_size": 480,
+                "channels": 3,
+                "normalize": "imagenet",
+                "resize": "letterbox",
+                "ignore_index": 255,
+            },
+            "model": {"name": "deeplabv3_resnet50", "backbone_pretrained": True},
+            "train": {
+                "epochs": 30,
+                "batch_size": on_machine(cpu=4, cuda=16),
+                "optimizer": "sgd",
+                "lr": 0.02,
+                "momentum": 0.9,
+                "weight_decay": 1e-4,
+                "scheduler": "poly",
+                "poly_power": 0.9,
+            },
+            "augment": {"preset": "reference"},
+            "segment": {"aux_weight": 0.5, "tta": ["hflip"]},
+            "trainer": {"precision": on_machine(cpu="32", cuda="16-mixed")},
+        },  # fmt: skip
+        measured=(
+            "not measured here (needs ImageNet weights and a GPU); torchvision's reference "
+            "recipe it packages reaches 66.4 mIoU on COCO-VOC (DeepLabV3 R-50, 30 epochs)"
+        ),
+        notes=[
+            "Offline, point model.backbone_pretrained at a weights file instead of true.",
+            "The same keys as segment.recipe: torchvision, plus the model, size and TTA.",
+        ],
+    )
+)
+
+register_recipe(
+    Recipe(
+        name="segment-small",
+        description=(
+            "semantic segmentation (task: segment) from scratch on a CPU: smp FPN on timm's "
+            "ResNet-10t at 64 px with slim decoders, AdamW + poly LR, CE + 0.5 Dice, flip TTA "
+            "(the segmentation demo's setting)"
+        ),
+        config={
+            "task": "segment",
+            "data": {"image_size": 64, "folds": 3, "resize": "letterbox", "normalize": "dataset"},
+            "model": {
+                "name": "fpn",
+                "backbone": "tu-resnet10t",
+                "kwargs": {"decoder_pyramid_channels": 64, "decoder_segmentation_channels": 32},
+            },
+            "train": {
+                "epochs": 20,
+                "batch_size": 8,
+                "optimizer": "adamw",
+                "lr": 0.01,
+                "weight_decay": 1e-4,
+                "scheduler": "poly",
+            },
+            "augment": {"preset": "light"},
+            "segment": {"loss": {"cross_entropy": 1.0, "dice": 0.5}, "tta": ["hflip"]},
+        },  # fmt: skip
+        measured="see `ensemblecv demo --task segment` (docs/segmentation.md)",
+        notes=["For larger images raise data.image_size (and the decoder widths)."],
+    )
+)
+
 __all__ = [
     "Recipe",
     "apply_recipe",
