@@ -86,23 +86,10 @@ class ClassifyTask:
         return build_ensembles(workspace, methods=methods, metric=metric or "accuracy", runs=runs)
 
     def leaderboard_view(self, board):
-        import pandas as pd
+        from .._tables import board_view
 
-        view = pd.DataFrame(
-            {
-                "name": board["name"].astype(str),
-                "kind": board["kind"].astype(str),
-                "members": [
-                    m if len(m) < 40 else m[:37] + "..." for m in board["members"].astype(str)
-                ],
-                "accuracy": board["accuracy"].map("{:.4f}".format),
-                "balanced_acc": board["balanced_accuracy"].map("{:.4f}".format),
-                "log_loss": board["log_loss"].map("{:.4f}".format),
-            }
-        )
-        if "test_accuracy" in board.columns:
-            view["test acc"] = ["-" if pd.isna(v) else f"{v:.4f}" for v in board["test_accuracy"]]
-        return view
+        return board_view(board, {"accuracy": "accuracy", "balanced_acc": "balanced_accuracy",
+                                  "log_loss": "log_loss", "test acc": "test_accuracy"})  # fmt: skip
 
     def predict(
         self, workspace: Path, data: str, out: Path, ensemble: str, options: dict, progress

@@ -218,25 +218,10 @@ def _spec(name, method, params, fitted, members, weights, row, candidates) -> di
 def leaderboard_view(board: pd.DataFrame) -> pd.DataFrame:
     """The board as the CLI shows it: nested mAP, mAP@.5, AR@100, the optimistic mAP of each
     ensemble beside its nested one, and test mAP when there is a labelled test split."""
+    from ..._tables import board_view
 
-    def fmt(values):
-        return ["-" if pd.isna(v) else f"{v:.4f}" for v in values]
-
-    view = pd.DataFrame(
-        {
-            "name": board["name"].astype(str),
-            "kind": board["kind"].astype(str),
-            "members": [m if len(m) < 40 else m[:37] + "..." for m in board["members"].astype(str)],
-            "mAP (nested)": fmt(board["map"]),
-            "mAP@.5": fmt(board["map50"]),
-            "AR@100": fmt(board["ar100"]),
-        }
-    )
-    if "optimistic_map" in board:
-        view["mAP (optimistic)"] = fmt(board["optimistic_map"])
-    if "test_map" in board:
-        view["test mAP"] = fmt(board["test_map"])
-    return view
+    return board_view(board, {"mAP (nested)": "map", "mAP@.5": "map50", "AR@100": "ar100",
+                              "mAP (optimistic)": "optimistic_map", "test mAP": "test_map"})  # fmt: skip
 
 
 def ensemble_from_spec(spec: dict):

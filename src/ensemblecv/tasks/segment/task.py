@@ -232,21 +232,10 @@ class SegmentTask:
         return build_map_ensembles(Path(workspace), methods, metric or "miou", runs)
 
     def leaderboard_view(self, board):
-        view = pd.DataFrame(
-            {
-                "name": board["name"].astype(str),
-                "kind": board["kind"].astype(str),
-                "members": [
-                    m if len(m) < 40 else m[:37] + "..." for m in board["members"].astype(str)
-                ],
-                "mIoU": board["miou"].map("{:.4f}".format),
-                "pixel_acc": board["pixel_acc"].map("{:.4f}".format),
-                "dice": board["mean_dice"].map("{:.4f}".format),
-            }
-        )
-        if "test_miou" in board.columns:
-            view["test mIoU"] = ["-" if pd.isna(v) else f"{v:.4f}" for v in board["test_miou"]]
-        return view
+        from ..._tables import board_view
+
+        return board_view(board, {"mIoU": "miou", "pixel_acc": "pixel_acc",
+                                  "dice": "mean_dice", "test mIoU": "test_miou"})  # fmt: skip
 
     def predict(self, workspace, data, out, ensemble, options, progress):
         from .predict import predict_masks
