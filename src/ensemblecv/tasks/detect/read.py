@@ -12,15 +12,15 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ...data.bad_inputs import bad_summary_text, write_bad_table
 from ...data.samples import SampleTable
-from ...errors import DataError, format_list, unknown_name_message
+from ...errors import DataError, unknown_name_message
 from ._common import (
     BAD_COLUMNS,
     BAD_REASONS,
@@ -167,13 +167,11 @@ def _resolve(path: Path, format: str | None) -> tuple[Path, str]:
 
 def bad_summary(bad: pd.DataFrame, limit: int = 5) -> str:
     """``'12 bad label(s): 7 box_outside_image, 5 unknown_class'`` plus the first ``limit`` rows."""
-    counts = Counter(bad["reason"])
-    head = f"{len(bad)} bad label(s): " + ", ".join(f"{n} {r}" for r, n in counts.most_common())
-    items = [
+    items = (
         f"{f}" + ("" if pd.isna(line) else f":{line}") + f": {r}" + (f" ({d})" if d else "")
         for f, line, r, d in bad[BAD_COLUMNS].itertuples(index=False)
-    ]
-    return head + "\n" + format_list(items, limit)
+    )
+    return bad_summary_text(bad, "label", items, limit)
 
 
 def read_detection(
@@ -207,12 +205,7 @@ def read_detection(
 
 def write_bad_labels(bad: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write the bad-label table as CSV (``file, line, reason, detail, meaning``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out = bad.copy()
-    out["meaning"] = out["reason"].map(BAD_REASONS).fillna("")
-    out.to_csv(path, index=False)
-    return path
+    return write_bad_table(bad, path, BAD_REASONS)
 
 
 __all__ = [

@@ -17,7 +17,6 @@ import csv
 import json
 import os
 import warnings
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ...data.bad_inputs import bad_summary_text, write_bad_table
 from ...data.imageio import read_header
-from ...errors import DataError, ImageLoadError, format_list, unknown_name_message
+from ...errors import DataError, ImageLoadError, unknown_name_message
 from ..detect._common import display_path, find_image, list_images, sample_id_of
 from .layout import _Candidate, _classes_arg, _Layout
 from .masks import (
@@ -460,13 +460,11 @@ def _settle_classes(layout: _Layout, full: np.ndarray, ignore_index: int) -> lis
 
 def bad_summary(bad: pd.DataFrame, limit: int = 5) -> str:
     """``'3 bad file(s): 2 size_mismatch, 1 mask_missing'`` plus the first ``limit`` rows."""
-    counts = Counter(bad["reason"])
-    head = f"{len(bad)} bad file(s): " + ", ".join(f"{n} {r}" for r, n in counts.most_common())
-    items = [
+    items = (
         f"{p}: {r}" + (f" ({d})" if d else "")
         for p, r, d in bad[BAD_COLUMNS].itertuples(index=False)
-    ]
-    return head + "\n" + format_list(items, limit)
+    )
+    return bad_summary_text(bad, "file", items, limit)
 
 
 def read_segmentation(
@@ -564,12 +562,7 @@ def read_segmentation(
 
 def write_bad_masks(bad: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write the bad-input table as CSV (``path, reason, detail, meaning``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out = bad.copy()
-    out["meaning"] = out["reason"].map(BAD_REASONS).fillna("")
-    out.to_csv(path, index=False)
-    return path
+    return write_bad_table(bad, path, BAD_REASONS)
 
 
 __all__ = [
