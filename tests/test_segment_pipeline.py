@@ -112,6 +112,11 @@ def test_predict_writes_one_palette_png_per_image_at_its_size(trained, tmp_path)
             assert np.asarray(m).max() < len(CLASSES)
         p = np.load(probs / f"{img.stem}.npy")
         assert p.shape == (len(CLASSES), src.size[1], src.size[0]) and p.dtype == np.uint8
+    # Without a progress bar (the demo's --no-progress) the same masks come out.
+    quiet = tmp_path / "quiet"
+    workspace_task(ws).predict(ws, str(data / "test" / "images"), quiet, "map_mean", {}, False)
+    for img in images:
+        assert (quiet / img.name).read_bytes() == (out / img.name).read_bytes()
     result = CliRunner().invoke(app, [*args[:-2], "--tta", "vflip"])
     assert result.exit_code != 0 and "hflip" in str(result.exception or result.output)
 

@@ -60,8 +60,14 @@ def progress_bar(
 
 
 def maybe_progress(enabled: bool, description: str, total: int, unit: str = "images"):
-    """:func:`progress_bar` when ``enabled``, else a context yielding None (no bar, no cost)."""
-    return progress_bar(description, total, unit) if enabled else nullcontext(None)
+    """:func:`progress_bar` when ``enabled``, else a context yielding a callable that does
+    nothing: callers advance it unconditionally (a ``None`` here once crashed ``predict
+    --no-progress`` after the whole segmentation demo had trained)."""
+    return progress_bar(description, total, unit) if enabled else nullcontext(_no_bar)
+
+
+def _no_bar(n: int = 1) -> None:
+    """The advance of a disabled bar."""
 
 
 __all__ = ["err_console", "maybe_progress", "progress_bar"]
