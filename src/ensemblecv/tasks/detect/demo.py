@@ -86,7 +86,7 @@ def run_detect_demo(
 ) -> dict:
     """The whole chain; returns the test mAP of the best box ensemble and of the best single run."""
     from ..._tables import print_leaderboard
-    from ...training import train
+    from ..demo_chain import best_pair, print_verdict, train_each
     from .ensembles import build_box_ensembles, leaderboard_view
     from .predict import write_detections
 
@@ -95,37 +95,20 @@ def run_detect_demo(
     console.rule("[bold]ensemblecv demo --task detect[/]" + (" (fast)" if fast else ""))
     train_dir, test_dir = demo_data(workspace, fast)
     configs = detect_demo_configs(workspace, fast, train_dir, test_dir, epochs)
-    for cfg in configs:
-        console.rule(f"train {cfg.run_name}: {cfg.data.folds} folds × {cfg.train.epochs} epochs")
-        train(cfg, progress=progress)
+    train_each(configs, console, progress)
     console.rule("box ensembles (tuned on OOF detections, scored nested)")
     params = {m: FAST_SEARCH for m in ("wbf", "nms", "soft_nms", "nmw")} if fast else None
     board = build_box_ensembles(workspace, params=params)
     print_leaderboard(leaderboard_view(board), "map", console)
-    ensembles = board[board["kind"] == "ensemble"]
-    best = ensembles.iloc[0] if len(ensembles) else board.iloc[0]
-    singles = board[board["kind"] == "model"]
-    best_single = singles.iloc[0]
+    best, _ = best_pair(board, "map")
     console.rule(f"predict the test split with the best box ensemble, '{best['name']}'")
     out = workspace / "test_detections.csv"
     for line in write_detections(workspace, str(test_dir), out, str(best["name"]), {}):
         console.print(line)
-    ens_map, single_map = float(best["test_map"]), float(best_single["test_map"])
-    console.print(
-        f"Test mAP@[.5:.95]: best box ensemble [bold]{best['name']}[/] = "
-        f"[bold green]{ens_map:.4f}[/]; best single detector [bold]{best_single['name']}[/] "
-        f"= {single_map:.4f} ({'+' if ens_map >= single_map else ''}{(ens_map - single_map) * 100:.2f} "
-        f"points). Leaderboard best overall (nested CV): {board.loc[0, 'name']}."
-    )
+    verdict = print_verdict(console, board, "map", "mAP@[.5:.95]", "box ensemble")
     console.print(f"Everything is in [bold]{workspace}[/]: data/, runs/, leaderboard.csv, "
                   "ensembles/, test_detections.csv")  # fmt: skip
-    return {
-        "ensemble": str(best["name"]),
-        "ensemble_test_map": ens_map,
-        "best_single": str(best_single["name"]),
-        "best_single_test_map": single_map,
-        "board": board,
-    }
+    return {**verdict, "board": board}
 
 
 __all__ = ["DETECTORS", "detect_demo_configs", "run_detect_demo"]

@@ -77,8 +77,8 @@ def run_segment_demo(
 ) -> dict:
     """Run the chain; returns the test mIoU of the best ensemble and of the best single model."""
     from ..._tables import print_leaderboard
-    from ...training import train
     from ...training.inputs import open_workspace
+    from ..demo_chain import best_pair, print_verdict, train_each
     from . import task as seg_task
     from .synthetic import make_shapes_dataset
 
@@ -93,46 +93,19 @@ def run_segment_demo(
     console.rule("[bold]ensemblecv demo --task segment[/]" + (" (fast)" if fast else ""))
     console.print(f"dataset: shapes and digits on texture, {data} (images/ + masks/, void 255)")
     open_workspace(configs[0], progress=progress)
-    for cfg in configs:
-        console.rule(f"train {cfg.run_name}: {cfg.data.folds} folds × {cfg.train.epochs} epochs")
-        train(cfg, progress=progress)
+    train_each(configs, console, progress)
     console.rule("map ensembles")
     task = seg_task.TASK
     board = task.build_ensembles(workspace, None, "miou", None)
     print_leaderboard(task.leaderboard_view(board), "mIoU", console)
-    ensembles = board[board["kind"] == "ensemble"]
-    singles = board[board["kind"] == "model"]
-    best = ensembles.iloc[0]
-    best_single = singles.sort_values("miou", ascending=False).iloc[0]
-    ens, single = float(best["test_miou"]), float(best_single["test_miou"])
+    best, _ = best_pair(board, "miou")
     lines = task.predict(
         workspace, str(data / "test" / "images"), workspace / "predictions", str(best["name"]),
         {}, progress,
     )  # fmt: skip
     for line in lines:
         console.print(line)
-    console.print(
-        f"Test mIoU: best ensemble [bold]{best['name']}[/] = [bold green]{ens:.4f}[/]; best single "
-        f"model [bold]{best_single['name']}[/] = {single:.4f} "
-        f"({'+' if ens >= single else ''}{(ens - single) * 100:.2f} points)."
-    )
-    # The honest-CV side of the same comparison: the leaderboard ranks by it, so say when the
-    # test set and CV disagree instead of letting the test line speak alone.
-    cv_ens, cv_single = float(best["miou"]), float(best_single["miou"])
-    console.print(
-        f"Honest CV mIoU: {best['name']} {cv_ens:.4f}, {best_single['name']} {cv_single:.4f}"
-        + ("" if (cv_ens >= cv_single) == (ens >= single) else " (CV and test disagree: "
-           "the difference is within what this many images can tell apart)")
-        + "."
-    )  # fmt: skip
-    return {
-        "ensemble": str(best["name"]),
-        "ensemble_test_miou": ens,
-        "best_single": str(best_single["name"]),
-        "best_single_test_miou": single,
-        "ensemble_cv_miou": cv_ens,
-        "best_single_cv_miou": cv_single,
-    }
+    return print_verdict(console, board, "miou", "mIoU")
 
 
 __all__ = ["DEMO_SEGMENTERS", "demo_configs", "run_segment_demo"]
