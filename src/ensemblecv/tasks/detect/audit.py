@@ -11,7 +11,6 @@ samples with their boxes drawn. Written as ``audit.json`` (complete),
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -22,10 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from ...audit.compute import _describe
+from ...audit.task_outputs import print_audit_summary, write_audit_files
 from ...data.scan import ScanResult, scan_table
 from . import audit_plots
 from .audit_html import render_detection_html
@@ -221,8 +219,6 @@ def audit_detection(
     if not isinstance(data, DetectionData):
         data = read_detection(data, format=format)
     out_dir = Path(out_dir)
-    plot_dir = out_dir / "plots"
-    plot_dir.mkdir(parents=True, exist_ok=True)
     scan = scan_table(data.sample_table(), workers=workers, progress=progress)
     scan_s = time.perf_counter() - t0
     audit = compute_detection_audit(data, scan, min_per_class)
@@ -242,14 +238,10 @@ def audit_detection(
             data.images, b, data.classes, grid_images
         )
         audit["sample_grid"] = {"sample_ids": shown}
-    for name, png in images.items():
-        (plot_dir / f"{name}.png").write_bytes(png)
-    json_path, html_path = out_dir / "audit.json", out_dir / "audit.html"
-    audit["outputs"] = {"json": str(json_path), "html": str(html_path),
-                        "plots": [str(plot_dir / f"{n}.png") for n in images]}  # fmt: skip
+    extra = {}
     if len(data.bad):
-        audit["outputs"]["bad_labels"] = str(write_bad_labels(data.bad, out_dir / "bad_labels.csv"))
-    audit["run"] = {
+        extra["bad_labels"] = str(write_bad_labels(data.bad, out_dir / "bad_labels.csv"))
+    run = {
         "workers": workers,
         "seconds": {
             "read_and_scan_s": round(scan_s, 3),
@@ -257,17 +249,14 @@ def audit_detection(
         },
         "images_per_s": round(len(data.images) / max(scan_s, 1e-9), 1),
     }
-    json_path.write_text(json.dumps(audit, ensure_ascii=False, indent=1), encoding="utf-8")
-    html_path.write_text(render_detection_html(audit, images), encoding="utf-8")
+    json_path, html_path = write_audit_files(
+        out_dir, audit, images, render_detection_html, extra, run
+    )
     return DetectionAuditResult(audit, json_path, html_path, data)
 
 
 def summarize_detection(audit: dict, console: Console | None = None, max_warnings: int = 8) -> None:
     """The key numbers and warnings on the console, and where the files went."""
-    console = console or Console()
-    table = Table(title="Detection dataset audit", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
     coco = audit["box_sizes"]["coco"]
     counts = list(audit["boxes_per_class"].values())
     rows = [
@@ -279,21 +268,7 @@ def summarize_detection(audit: dict, console: Console | None = None, max_warning
         ("bad files", f"{len(audit['bad_files']):,} image(s) that do not decode"),
         ("duplicates", f"{len(audit['duplicates'])} group(s) of identical images"),
     ]  # fmt: skip
-    for key, value in rows:
-        table.add_row(key, Text(str(value)))
-    console.print(table)
-    styles = {"error": "bold red", "warning": "yellow", "info": "dim"}
-    for w in audit["warnings"][:max_warnings]:
-        console.print(
-            Text(f"{w['level']}: ", style=styles.get(w["level"], "")) + Text(w["message"])
-        )
-    if not audit["warnings"]:
-        console.print("[green]No problems found.[/green]")
-    outputs = audit.get("outputs", {})
-    if outputs:
-        console.print(
-            Text(f"Wrote {outputs['html']}, {outputs['json']} and {len(outputs['plots'])} plot(s)")
-        )
+    print_audit_summary("Detection dataset audit", rows, audit, console, max_warnings)
 
 
 __all__ = [

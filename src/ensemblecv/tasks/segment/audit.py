@@ -13,7 +13,6 @@ once); only the grid's images are opened again.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -24,10 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from ...audit.compute import _describe
+from ...audit.task_outputs import print_audit_summary, write_audit_files
 from ...data.samples import SampleTable
 from ...data.scan import ScanResult, scan_table
 from .read import SegmentationData, read_segmentation, write_bad_masks
@@ -191,8 +189,6 @@ def audit_segmentation(
     if not isinstance(data, SegmentationData):
         data = read_segmentation(data, format=format, classes=classes, ignore_index=ignore_index)
     out_dir = Path(out_dir)
-    plot_dir = out_dir / "plots"
-    plot_dir.mkdir(parents=True, exist_ok=True)
     scan = scan_table(_sample_table(data), workers=workers, progress=progress)
     scan_s = time.perf_counter() - t0
     audit = compute_segment_audit(data, scan, min_per_class)
@@ -210,19 +206,16 @@ def audit_segmentation(
     if grid_images > 0:
         images["sample_grid"], shown = audit_plots.sample_grid_png(data, grid_images)
         audit["sample_grid"] = {"sample_ids": shown}
-    for name, png in images.items():
-        (plot_dir / f"{name}.png").write_bytes(png)
-    json_path, html_path = out_dir / "audit.json", out_dir / "audit.html"
-    audit["outputs"] = {"json": str(json_path), "html": str(html_path),
-                        "plots": [str(plot_dir / f"{n}.png") for n in images]}  # fmt: skip
+    extra = {}
     if len(data.bad):
-        audit["outputs"]["bad_masks"] = str(write_bad_masks(data.bad, out_dir / "bad_masks.csv"))
-    audit["run"] = {
+        extra["bad_masks"] = str(write_bad_masks(data.bad, out_dir / "bad_masks.csv"))
+    run = {
         "workers": workers,
         "seconds": {"scan_s": round(scan_s, 3), "total_s": round(time.perf_counter() - t0, 3)},
     }
-    json_path.write_text(json.dumps(audit, ensure_ascii=False, indent=1), encoding="utf-8")
-    html_path.write_text(render_segment_html(audit, images), encoding="utf-8")
+    json_path, html_path = write_audit_files(
+        out_dir, audit, images, render_segment_html, extra, run
+    )
     return SegmentationAuditResult(audit, json_path, html_path, data)
 
 
@@ -230,10 +223,6 @@ def summarize_segmentation(
     audit: dict, console: Console | None = None, max_warnings: int = 8
 ) -> None:
     """The key numbers and warnings on the console, and where the files went."""
-    console = console or Console()
-    table = Table(title="Segmentation dataset audit", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
     share = audit["pixel_share"]
     top = sorted(share, key=lambda c: -share[c])[:3]
     cov = audit["coverage"]["foreground"] or {}
@@ -247,21 +236,7 @@ def summarize_segmentation(
         ("bad files", f"{len(audit['bad_files']):,} image(s) that do not decode"),
         ("duplicates", f"{len(audit['duplicates'])} group(s) of identical images"),
     ]  # fmt: skip
-    for key, value in rows:
-        table.add_row(key, Text(str(value)))
-    console.print(table)
-    styles = {"error": "bold red", "warning": "yellow", "info": "dim"}
-    for w in audit["warnings"][:max_warnings]:
-        console.print(
-            Text(f"{w['level']}: ", style=styles.get(w["level"], "")) + Text(w["message"])
-        )
-    if not audit["warnings"]:
-        console.print("[green]No problems found.[/green]")
-    outputs = audit.get("outputs", {})
-    if outputs:
-        console.print(
-            Text(f"Wrote {outputs['html']}, {outputs['json']} and {len(outputs['plots'])} plot(s)")
-        )
+    print_audit_summary("Segmentation dataset audit", rows, audit, console, max_warnings)
 
 
 __all__ = [
