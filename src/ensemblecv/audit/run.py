@@ -8,7 +8,6 @@ readable, plots embedded) and ``plots/*.png`` (the figures, for reuse).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from . import plots
 from .compute import compute_audit
 from .domains import add_domain_audit, domain_grids
 from .html import render_html
+from .task_outputs import write_audit_files
 
 
 @dataclass
@@ -89,19 +89,7 @@ def _figures(scan: ScanResult, audit: dict, per_class: int) -> dict[str, bytes]:
 
 
 def _write(out_dir: Path, audit: dict, images: dict[str, bytes]) -> tuple[Path, Path]:
-    plot_dir = out_dir / "plots"
-    plot_dir.mkdir(parents=True, exist_ok=True)
-    for name, png in images.items():
-        (plot_dir / f"{name}.png").write_bytes(png)
-    json_path, html_path = out_dir / "audit.json", out_dir / "audit.html"
-    audit["outputs"] = {
-        "json": str(json_path),
-        "html": str(html_path),
-        "plots": [str(plot_dir / f"{name}.png") for name in images],
-    }
-    json_path.write_text(json.dumps(audit, ensure_ascii=False, indent=1), encoding="utf-8")
-    html_path.write_text(render_html(audit, images), encoding="utf-8")
-    return json_path, html_path
+    return write_audit_files(out_dir, audit, images, render_html)
 
 
 def run_audit(

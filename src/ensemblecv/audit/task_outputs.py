@@ -1,4 +1,4 @@
-"""What every task's audit writes and prints once its numbers are computed.
+"""What every audit writes (and a task audit prints) once its numbers are computed.
 
 The detection and segmentation audits differ in what they count, not in how the
 result leaves: ``plots/*.png``, ``audit.json`` (with ``outputs`` and ``run``),
