@@ -34,7 +34,7 @@ from . import plots
 from .compute import compute_audit
 from .domains import add_domain_audit, domain_grids
 from .html import render_html
-from .task_outputs import write_audit_files
+from .task_outputs import print_warnings, write_audit_files
 
 
 @dataclass
@@ -217,16 +217,7 @@ def summarize(audit: dict, console: Console | None = None, max_warnings: int = 8
     """Print the key numbers, the most severe warnings, the mean/std and where files went."""
     console = console or Console()
     console.print(_key_numbers(audit))
-    styles = {"error": "bold red", "warning": "yellow", "info": "dim"}
-    warnings = audit.get("warnings", [])
-    for w in warnings[:max_warnings]:
-        console.print(
-            Text(f"{w['level']}: ", style=styles.get(w["level"], "")) + Text(w["message"])
-        )
-    if len(warnings) > max_warnings:
-        console.print(f"... and {len(warnings) - max_warnings} more warning(s) in audit.html")
-    if not warnings:
-        console.print("[green]No problems found.[/green]")
+    print_warnings(audit, console, max_warnings)
     norm = audit.get("normalization")
     if norm:
         console.print(

@@ -48,6 +48,20 @@ def write_audit_files(
     return json_path, html_path
 
 
+def print_warnings(audit: dict, console: Console, max_warnings: int = 8) -> None:
+    """The first ``max_warnings`` warnings, in the audit's order, and how many more the page
+    holds; or that there is none."""
+    warnings = audit.get("warnings", [])
+    for w in warnings[:max_warnings]:
+        console.print(
+            Text(f"{w['level']}: ", style=_STYLES.get(w["level"], "")) + Text(w["message"])
+        )
+    if len(warnings) > max_warnings:
+        console.print(f"... and {len(warnings) - max_warnings} more warning(s) in audit.html")
+    if not warnings:
+        console.print("[green]No problems found.[/green]")
+
+
 def print_audit_summary(
     title: str,
     rows: Iterable[tuple[str, object]],
@@ -64,15 +78,7 @@ def print_audit_summary(
     for key, value in rows:
         table.add_row(key, Text(str(value)))
     console.print(table)
-    warnings = audit.get("warnings", [])
-    for w in warnings[:max_warnings]:
-        console.print(
-            Text(f"{w['level']}: ", style=_STYLES.get(w["level"], "")) + Text(w["message"])
-        )
-    if len(warnings) > max_warnings:
-        console.print(f"... and {len(warnings) - max_warnings} more warning(s) in audit.html")
-    if not warnings:
-        console.print("[green]No problems found.[/green]")
+    print_warnings(audit, console, max_warnings)
     outputs = audit.get("outputs", {})
     if outputs:
         console.print(
@@ -80,4 +86,4 @@ def print_audit_summary(
         )
 
 
-__all__ = ["print_audit_summary", "write_audit_files"]
+__all__ = ["print_audit_summary", "print_warnings", "write_audit_files"]
