@@ -67,15 +67,37 @@ def _predict_rows(
     a plain :func:`predict_probs` over all rows.
     """
     ds = RowsDataset(source, shard(rows), targets, inputs.eval_tf)
-    probs = predict_probs(module, ds, batch_size, device, inputs.workers)
+    probs, tta = predict_views(module, ds, batch_size, device, inputs.workers, hflip)
     probs = gather_shards(probs, len(rows))
-    if not hflip:
-        return probs, None
-    tta = predict_probs(module, ds, batch_size, device, inputs.workers, hflip=True)
-    return probs, gather_shards(tta, len(rows))
+    return probs, (gather_shards(tta, len(rows)) if hflip else None)
 
 
 @torch.no_grad()
+def predict_views(
+    module, dataset: RowsDataset, batch_size: int, device, workers: int, hflip: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Plain probabilities and (with ``hflip``) the mirror-averaged ones, from one pass.
+
+    One pass over the loader serves both stored views, so the plain view is not
+    computed twice: TTA costs one extra forward per row, not two.
+    """
+    module.eval().to(device)
+    loader = make_loader(dataset, batch_size, 0, False, workers, device.type == "cuda")
+    plain, mirrored = [], []
+    for x, _, _ in loader:
+        x = x.to(device)
+        p = torch.softmax(module(x).float(), dim=1)
+        plain.append(p.cpu().numpy())
+        if hflip:
+            q = torch.softmax(module(torch.flip(x, dims=[3])).float(), dim=1)
+            mirrored.append(((p + q) / 2).cpu().numpy())
+    empty = np.zeros((0, module.num_classes), np.float32)
+    probs = np.concatenate(plain).astype(np.float32) if plain else empty
+    if not hflip:
+        return probs, None
+    return probs, (np.concatenate(mirrored).astype(np.float32) if mirrored else empty)
+
+
 def predict_probs(
     module,
     dataset: RowsDataset,
@@ -85,20 +107,8 @@ def predict_probs(
     hflip: bool = False,
 ) -> np.ndarray:
     """Softmax probabilities (float32, rows in dataset order); ``hflip`` averages in the mirror."""
-    module.eval().to(device)
-    loader = make_loader(dataset, batch_size, 0, False, workers, device.type == "cuda")
-    out = []
-    for x, _, _ in loader:
-        x = x.to(device)
-        p = torch.softmax(module(x).float(), dim=1)
-        if hflip:
-            p = (p + torch.softmax(module(torch.flip(x, dims=[3])).float(), dim=1)) / 2
-        out.append(p.cpu().numpy())
-    return (
-        np.concatenate(out).astype(np.float32)
-        if out
-        else np.zeros((0, module.num_classes), np.float32)
-    )
+    probs, tta = predict_views(module, dataset, batch_size, device, workers, hflip)
+    return tta if hflip else probs
 
 
 def _save_probs(prefix: Path, probs: np.ndarray, inputs, rows: np.ndarray, fold) -> None:
