@@ -125,3 +125,21 @@ def one_thread():
     finally:
         if torch:
             torch.set_num_threads(n)
+
+
+@pytest.fixture
+def always_parallel(monkeypatch):
+    """Scans start worker processes whatever their size (tiny test tables are below the
+    threshold that otherwise keeps them in-process); yields the list of pool calls."""
+    import ensemblecv.data.scan as scan
+
+    calls = []
+    real = scan._scan_parallel
+
+    def counted(chunks, *args, **kwargs):
+        calls.append(len(chunks))
+        return real(chunks, *args, **kwargs)
+
+    monkeypatch.setattr(scan, "PARALLEL_AFTER_S", 0.0)
+    monkeypatch.setattr(scan, "_scan_parallel", counted)
+    return calls

@@ -189,15 +189,16 @@ def test_sample_grid_opens_only_shown_images(tmp_path: Path, monkeypatch) -> Non
     assert "30 smallest of 35" in result.html_path.read_text(encoding="utf-8")
 
 
-def test_parallel_scan_gives_the_same_audit(messy: Path) -> None:
+def test_parallel_scan_gives_the_same_audit(messy: Path, always_parallel) -> None:
     table = load_samples(str(messy))
     serial = compute_audit(scan_table(table, workers=0))
     # chunk_size=4 forces several chunks, so the process pool is really used.
     parallel = compute_audit(scan_table(table, workers=2, chunk_size=4))
     assert parallel == serial
+    assert always_parallel
 
 
-def test_run_audit_with_two_workers_matches(messy: Path, tmp_path: Path) -> None:
+def test_run_audit_with_two_workers_matches(messy: Path, tmp_path: Path, always_parallel) -> None:
     a0 = run_audit(str(messy), tmp_path / "w0", workers=0, progress=False).audit
     a2 = run_audit(str(messy), tmp_path / "w2", workers=2, progress=False).audit
     for a in (a0, a2):

@@ -79,7 +79,7 @@ def test_scan_stats_of_good_files(image_folder):
 
 
 @pytest.mark.parametrize("chunk_size", [1, 5, 256])
-def test_scan_in_workers_equals_in_process(dirty_folder, chunk_size):
+def test_scan_in_workers_equals_in_process(dirty_folder, chunk_size, always_parallel):
     table = load_samples(dirty_folder)
     serial = scan_table(table, workers=0, chunk_size=chunk_size)
     calls = []
@@ -87,6 +87,39 @@ def test_scan_in_workers_equals_in_process(dirty_folder, chunk_size):
     pd.testing.assert_frame_equal(serial.stats, parallel.stats)
     assert sum(calls) == len(table)
     assert len(calls) == -(-len(table) // chunk_size)  # one call per chunk
+    n_chunks = -(-len(table) // chunk_size)
+    # the first chunk is timed in this process; the rest go to the workers
+    assert always_parallel == ([n_chunks - 1] if n_chunks > 1 else [])
+
+
+def test_a_short_scan_starts_no_workers(dirty_folder, monkeypatch):
+    import ensemblecv.data.scan as scan
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a scan estimated under PARALLEL_AFTER_S started worker processes")
+
+    monkeypatch.setattr(scan, "_scan_parallel", no_pool)
+    table = load_samples(dirty_folder)
+    calls = []
+    quick = scan_table(table, workers=2, chunk_size=3, progress=calls.append)
+    pd.testing.assert_frame_equal(quick.stats, scan_table(table, workers=0).stats)
+    assert sum(calls) == len(table)
+
+
+def test_a_broken_pool_falls_back_to_this_process(dirty_folder, monkeypatch):
+    from concurrent.futures.process import BrokenProcessPool
+
+    import ensemblecv.data.scan as scan
+
+    def broken(*args, **kwargs):
+        raise BrokenProcessPool("a worker died")
+
+    monkeypatch.setattr(scan, "PARALLEL_AFTER_S", 0.0)
+    monkeypatch.setattr(scan, "_scan_parallel", broken)
+    table = load_samples(dirty_folder)
+    with pytest.warns(RuntimeWarning, match="Parallel decoding failed"):
+        fallback = scan_table(table, workers=2, chunk_size=3)
+    pd.testing.assert_frame_equal(fallback.stats, scan_table(table, workers=0).stats)
 
 
 def test_bad_files_are_found_with_reasons(dirty_folder):
@@ -158,7 +191,7 @@ def test_scan_builtin_digits():
     assert scan.stats["hash"].str.len().eq(32).all()
 
 
-def test_scan_never_modifies_source_files(dirty_folder):
+def test_scan_never_modifies_source_files(dirty_folder, always_parallel):
     png = make_image(dirty_folder / "cat" / "exif.jpg", size=(20, 10))
     before = _snapshot(dirty_folder)
     assert str(png) in before
@@ -314,9 +347,10 @@ def test_open_for_preview(tmp_path):
     assert gray.mode == "L"
 
 
-def test_scan_runs_from_any_cwd(image_folder, tmp_path, monkeypatch):
+def test_scan_runs_from_any_cwd(image_folder, tmp_path, monkeypatch, always_parallel):
     table = load_samples(image_folder)
     monkeypatch.chdir(tmp_path)
     os.makedirs("elsewhere", exist_ok=True)
     monkeypatch.chdir("elsewhere")
     assert scan_table(table, workers=2, chunk_size=4).ok.all()  # absolute paths in the table
+    assert always_parallel  # the workers really ran

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -135,6 +136,11 @@ class ScanResult:
         return out
 
 
+#: Decode in worker processes only when one process would take longer than this (seconds,
+#: estimated from the first chunk): below it, starting the workers costs more than it saves.
+PARALLEL_AFTER_S = 8.0
+
+
 def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
@@ -154,23 +160,32 @@ def scan_table(
     chunks = [paths[i : i + chunk_size] for i in range(0, len(paths), chunk_size)]
     workers = default_workers() if workers is None else workers
     rows: list[tuple] = []
+    done = 0  # chunks decoded in this process so far
     if workers > 0 and len(chunks) > 1:
-        try:
-            rows = _scan_parallel(chunks, workers, max_pixels, progress)
-        except BrokenProcessPool as exc:
-            # e.g. a __main__ that worker processes cannot re-import (code piped to python).
-            warnings.warn(
-                f"Parallel decoding failed ({exc}); decoding in this process instead.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            rows = []
-    if len(rows) != len(paths):
-        rows = []
-        for chunk in chunks:
-            rows += _scan_chunk(chunk, max_pixels)
-            if progress:
-                progress(len(chunk))
+        # Time the first chunk here: worker processes pay a start-up (imports, and the
+        # built-in arrays loaded once per worker) that only a long scan earns back.
+        start = time.perf_counter()
+        rows = _scan_chunk(chunks[0], max_pixels)
+        done = 1
+        if progress:
+            progress(len(chunks[0]))
+        per_image = (time.perf_counter() - start) / len(chunks[0])
+        if per_image * (len(paths) - len(chunks[0])) > PARALLEL_AFTER_S:
+            try:
+                rows += _scan_parallel(chunks[1:], workers, max_pixels, progress)
+                done = len(chunks)
+            except BrokenProcessPool as exc:
+                # e.g. a __main__ that worker processes cannot re-import (code piped to python).
+                warnings.warn(
+                    f"Parallel decoding failed ({exc}); decoding in this process instead.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                rows = rows[: len(chunks[0])]
+    for chunk in chunks[done:]:
+        rows += _scan_chunk(chunk, max_pixels)
+        if progress:
+            progress(len(chunk))
     stats = pd.DataFrame(rows, columns=STAT_COLUMNS)
     return ScanResult(table, stats)
 
