@@ -43,6 +43,7 @@ train:
   epochs: 1
   batch_size: 32
   tta: [hflip]            # the mirrored predictions are gathered too
+  refit_full: false       # each fold predicts the test set, so its test shards are gathered
 augment:
   preset: none
 tracking:

@@ -83,8 +83,9 @@ def test_oof_covers_every_sample_once_and_rows_sum_to_one(bars_dataset, tmp_path
         expected = set(folds.loc[folds["fold"] == k, "sample_id"])
         assert set(samples["sample_id"]) == expected
         ids += samples["sample_id"].tolist()
-        test = np.load(run / f"fold_{k}" / "test_probs.npy")
-        assert test.shape == (12, 3)
+        # the refit predicts the test set; the fold models, whose test predictions nothing
+        # would read, skip it
+        assert not (run / f"fold_{k}" / "test_probs.npy").exists()
         history = pd.read_csv(run / f"fold_{k}" / "history.csv")
         assert list(history.columns[:5]) == [
             "epoch",
@@ -97,10 +98,32 @@ def test_oof_covers_every_sample_once_and_rows_sum_to_one(bars_dataset, tmp_path
             run / f"fold_{k}" / "last.ckpt"
         ).is_file()
     assert sorted(ids) == sorted(folds["sample_id"])  # each training sample exactly once
+    assert np.load(run / "full" / "test_probs.npy").shape == (12, 3)
     assert (run / "config.yaml").read_text().startswith("workspace:")
     # A second call skips finished folds instead of training again.
     again = train(cfg, progress=False)
     assert all(r.status.startswith("skipped") for r in again)
+
+
+def test_predict_reproduces_the_stored_test_views_of_plain_and_tta_members(bars_dataset, tmp_path):
+    """``predict`` on the test set gives what training stored for NAME and NAME+tta: the
+    refit's plain and mirror-averaged probabilities (one pass of each checkpoint serves both)."""
+    from ensemblecv.data.samples import load_samples
+    from ensemblecv.ensemble.store import PredictionStore
+    from ensemblecv.inference import predict_members
+
+    cfg = _config(bars_dataset, tmp_path / "ws", "train.tta=[hflip]")
+    train(cfg, progress=False)
+    store = PredictionStore(tmp_path / "ws")
+    table = load_samples(str(bars_dataset / "test"))
+    members = predict_members(tmp_path / "ws", ["mnist_cnn", "mnist_cnn+tta"], table)
+    assert [m.run for m in members] == ["mnist_cnn", "mnist_cnn+tta"]
+    for member in members:
+        stored, samples = store.test(member.run)
+        order = pd.Series(np.arange(len(table)), index=table.frame["sample_id"])
+        got = member.probs[order.reindex(samples["sample_id"]).to_numpy()]
+        np.testing.assert_allclose(got, stored, rtol=1e-4, atol=1e-5)
+    assert np.abs(members[0].probs - members[1].probs).max() > 1e-4  # the views differ
 
 
 def test_same_seed_same_result_and_learning_happens(bars_dataset, tmp_path):

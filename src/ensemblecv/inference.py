@@ -67,29 +67,38 @@ def _predict_run(
     run_dir: Path,
     source: ImageSource,
     eval_tf,
-    tta: list[str],
+    flip: bool,
     batch_size: int,
     device: torch.device,
-) -> np.ndarray:
+) -> dict[bool, np.ndarray]:
+    """The run's mean probabilities over its checkpoints, per view: ``{False: plain}`` and,
+    with ``flip``, ``{True: mirrored}`` from the same loading of each checkpoint."""
     rows = np.arange(len(source))
     ds = RowsDataset(source, rows, np.zeros(len(rows), dtype=np.int64), eval_tf)
     loader = make_loader(ds, batch_size, 0, False, 0, device.type == "cuda")
-    total, views = None, 0
-    for ckpt in checkpoints(run_dir):
+    views = [False, True] if flip else [False]
+    total: dict[bool, np.ndarray] = {}
+    ckpts = checkpoints(run_dir)
+    for ckpt in ckpts:
         module = load_module(ckpt, device)
-        for flip in [False, True] if "hflip" in tta else [False]:
+        for view in views:
             out = []
             for x, _, _ in loader:
                 x = x.to(device)
                 out.append(
-                    torch.softmax(module(torch.flip(x, dims=[3]) if flip else x).float(), 1)
+                    torch.softmax(module(torch.flip(x, dims=[3]) if view else x).float(), 1)
                     .cpu()
                     .numpy()
                 )
             probs = np.concatenate(out).astype(np.float64)
-            total = probs if total is None else total + probs
-            views += 1
-    return (total / views).astype(np.float32)
+            total[view] = probs if view not in total else total[view] + probs
+    return {view: probs / len(ckpts) for view, probs in total.items()}
+
+
+def _member_views(member: str, tta: list[str] | None) -> tuple[str, bool]:
+    """``(run, flip)``: "NAME+tta" is run NAME with its mirrored view averaged in."""
+    run, member_tta = (member[:-4], ["hflip"]) if member.endswith("+tta") else (member, [])
+    return run, "hflip" in set(tta or []) | set(member_tta)
 
 
 def predict_members(
@@ -99,7 +108,11 @@ def predict_members(
     tta: list[str] | None = None,
     batch_size: int = 256,
 ) -> list[MemberPrediction]:
-    """Probabilities of each run for every row of ``table`` (decoded once per preprocessing)."""
+    """Probabilities of each run for every row of ``table`` (decoded once per preprocessing).
+
+    Members ``NAME`` and ``NAME+tta`` share one prediction of run NAME's plain view: each
+    run's checkpoints are loaded and run once, for every view any member of it needs.
+    """
     from .augment import build_resize, build_transforms, resolve_normalization
     from .workspace import Workspace
 
@@ -108,11 +121,13 @@ def predict_members(
         raise EnsembleCVError(f"Unknown TTA mode(s) {bad}; available: {', '.join(TTA_MODES)}.")
     ws = Workspace(Path(workspace))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    sources: dict[tuple, ImageSource] = {}
-    out = []
+    wanted: dict[str, bool] = {}
     for member in runs:
-        # "NAME+tta" is run NAME predicted with its mirrored view averaged in.
-        run, member_tta = (member[:-4], ["hflip"]) if member.endswith("+tta") else (member, [])
+        run, flip = _member_views(member, tta)
+        wanted[run] = wanted.get(run, False) or flip
+    sources: dict[tuple, ImageSource] = {}
+    by_run: dict[str, dict[bool, np.ndarray]] = {}
+    for run, flip in wanted.items():
         cfg = run_config(ws.run_dir(run))
         data = cfg.data
         key = (data.channels, data.image_size, data.resize, data.interpolation, data.crop_pct)
@@ -122,9 +137,13 @@ def predict_members(
             )
         mean, std = resolve_normalization(data.normalize, data.channels, ws.normalization())
         _, eval_tf = build_transforms(data, cfg.augment, mean, std, include_resize=False)
-        views = sorted(set(tta or []) | set(member_tta))
-        probs = _predict_run(ws.run_dir(run), sources[key], eval_tf, views, batch_size, device)
-        out.append(MemberPrediction(member, probs))
+        by_run[run] = _predict_run(ws.run_dir(run), sources[key], eval_tf, flip, batch_size, device)
+    out = []
+    for member in runs:
+        run, flip = _member_views(member, tta)
+        views = by_run[run]
+        probs = (views[False] + views[True]) / 2 if flip else views[False]
+        out.append(MemberPrediction(member, probs.astype(np.float32)))
     return out
 
 

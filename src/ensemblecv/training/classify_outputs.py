@@ -1,7 +1,8 @@
 """Classification predictions of a finished fold: OOF and test probabilities in the store.
 
 ``oof_probs.npy`` + ``oof_samples.parquet`` hold exactly the fold's validation
-rows, ``test_*`` the test set when there is one, ``*_tta`` the mirrored
+rows, ``test_*`` the test set when there is one (only in ``full/`` when the same
+``train`` call refits: the store reads nothing else), ``*_tta`` the mirrored
 variant with ``train.tta: [hflip]``. Under DDP each rank predicts its shard
 and rank 0 gathers and writes (see :mod:`.distributed`).
 """
@@ -37,7 +38,10 @@ def write_classify_predictions(module, inputs, config, fold, fold_dir: Path, val
             metrics["val_loss"] = float(
                 -np.log(np.clip(probs[np.arange(len(targets)), targets], 1e-12, None)).mean()
             )
-    if inputs.test_source is not None:
+    # With the refit to come, its test predictions are the run's (store.test reads full/
+    # alone: one model per row, as CV scored); the fold models would predict for nothing.
+    skip_test = fold != "full" and getattr(inputs, "refit_follows", False)
+    if inputs.test_source is not None and not skip_test:
         rows = np.arange(len(inputs.test_table))
         probs, tta = _predict_rows(
             module, inputs.test_source, rows, inputs.test_targets, inputs, bs, device, hflip

@@ -44,6 +44,9 @@ class RunInputs:
     #: Domain names (sorted) and each row's index into them, for multi-domain data.
     domains: list[str] | None = None
     domain_codes: np.ndarray | None = None
+    #: Set by ``train`` when the same call also trains the refit: the store reads test
+    #: predictions from ``full/`` alone, so the fold models skip the test set.
+    refit_follows: bool = False
 
 
 def _progress(enabled: bool, label: str, total: int):

@@ -104,6 +104,7 @@ def train(
     config = resolve_config(config)  # a size the model cannot take fails here, before any data
     inputs = prepare_inputs(config, progress=progress)
     todo = fold_plan(int(inputs.folds["fold"].max()) + 1, folds, config.train.refit_full)
+    inputs.refit_follows = "full" in todo
     results = []
     for member in bag_members(config):
         run_dir = inputs.workspace.run_dir(member.run_name)
