@@ -122,6 +122,18 @@ def test_a_broken_pool_falls_back_to_this_process(dirty_folder, monkeypatch):
     pd.testing.assert_frame_equal(fallback.stats, scan_table(table, workers=0).stats)
 
 
+def test_a_scan_without_statistics_finds_the_same_bad_files(dirty_folder, always_parallel):
+    table = load_samples(dirty_folder)
+    full = scan_table(table, workers=0)
+    for workers in (0, 2):
+        quick = scan_table(table, workers=workers, chunk_size=5, stats=False)
+        pd.testing.assert_frame_equal(quick.bad_files(), full.bad_files())
+        same = ["ok", "width", "height", "mode", "format", "format_mismatch"]
+        pd.testing.assert_frame_equal(quick.stats[same], full.stats[same])
+        assert quick.stats["brightness"].isna().all() and (quick.stats["hash"] == "").all()
+    assert always_parallel  # the workers' path was taken too
+
+
 def test_bad_files_are_found_with_reasons(dirty_folder):
     table = load_samples(dirty_folder)
     assert len(table) == N_GOOD + len(BAD_REASONS)  # bad files are samples until scanned

@@ -222,7 +222,7 @@ def predict(
     classes = load_classes(workspace / "classes.json")
     spec = resolve_spec(workspace, ensemble)
     table = data if isinstance(data, SampleTable) else load_samples(data)
-    scan = scan_table(table, progress=progress)
+    scan = scan_table(table, progress=progress, stats=False)  # which rows decode, no statistics
     bad = ~scan.ok
     if bad.any():
         listing = "\n".join(f"  - {p}" for p in table.frame.loc[bad, "path"].head(10))

@@ -52,13 +52,23 @@ def _file_hash(path: str) -> str:
     return h.hexdigest()
 
 
-def scan_one(path: str, max_pixels: int = MAX_PIXELS) -> tuple:
-    """Decode one file and return a row of :data:`STAT_COLUMNS`; never raises for bad files."""
+def scan_one(path: str, max_pixels: int = MAX_PIXELS, stats: bool = True) -> tuple:
+    """Decode one file and return a row of :data:`STAT_COLUMNS`; never raises for bad files.
+
+    ``stats=False`` only decodes (the pixel statistics and the hash are NaN and ""): what a
+    test set needs, whose files must decode but feed no audit, normalisation or dedup.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. PIL's palette-transparency notice
             img = open_image(path, max_pixels=max_pixels)
             width, height, mode, fmt = img.width, img.height, img.mode, img.format
+            if not stats:
+                ext_fmt = _EXT_FORMATS.get(Path(path).suffix.lower())
+                mismatch = bool(ext_fmt and fmt and ext_fmt != fmt and fmt != "MPO")
+                fmt = "array" if is_virtual(path) else fmt
+                head = (True, "", "", width, height, mode, fmt or "", mismatch)
+                return head + (np.nan,) * 10 + ("",)
             if max(width, height) > STATS_SIDE:
                 img.thumbnail((STATS_SIDE, STATS_SIDE))
             rgb = to_channels(img, 3).astype(np.float32) / 255.0
@@ -107,8 +117,8 @@ def scan_one(path: str, max_pixels: int = MAX_PIXELS) -> tuple:
         )
 
 
-def _scan_chunk(paths: list[str], max_pixels: int) -> list[tuple]:
-    return [scan_one(p, max_pixels) for p in paths]
+def _scan_chunk(paths: list[str], max_pixels: int, stats: bool = True) -> list[tuple]:
+    return [scan_one(p, max_pixels, stats) for p in paths]
 
 
 @dataclass
@@ -151,10 +161,12 @@ def scan_table(
     max_pixels: int = MAX_PIXELS,
     progress: Callable[[int], None] | None = None,
     chunk_size: int = 256,
+    stats: bool = True,
 ) -> ScanResult:
     """Decode every sample of ``table``; ``progress(n_done)`` is called after each chunk.
 
     ``workers=0`` decodes in this process (used by tests and tiny datasets).
+    ``stats=False`` checks that each file decodes and skips the statistics (see :func:`scan_one`).
     """
     paths = table.frame["path"].tolist()
     chunks = [paths[i : i + chunk_size] for i in range(0, len(paths), chunk_size)]
@@ -165,14 +177,14 @@ def scan_table(
         # Time the first chunk here: worker processes pay a start-up (imports, and the
         # built-in arrays loaded once per worker) that only a long scan earns back.
         start = time.perf_counter()
-        rows = _scan_chunk(chunks[0], max_pixels)
+        rows = _scan_chunk(chunks[0], max_pixels, stats)
         done = 1
         if progress:
             progress(len(chunks[0]))
         per_image = (time.perf_counter() - start) / len(chunks[0])
         if per_image * (len(paths) - len(chunks[0])) > PARALLEL_AFTER_S:
             try:
-                rows += _scan_parallel(chunks[1:], workers, max_pixels, progress)
+                rows += _scan_parallel(chunks[1:], workers, max_pixels, progress, stats)
                 done = len(chunks)
             except BrokenProcessPool as exc:
                 # e.g. a __main__ that worker processes cannot re-import (code piped to python).
@@ -183,21 +195,26 @@ def scan_table(
                 )
                 rows = rows[: len(chunks[0])]
     for chunk in chunks[done:]:
-        rows += _scan_chunk(chunk, max_pixels)
+        rows += _scan_chunk(chunk, max_pixels, stats)
         if progress:
             progress(len(chunk))
     stats = pd.DataFrame(rows, columns=STAT_COLUMNS)
     return ScanResult(table, stats)
 
 
-def _scan_parallel(chunks: list[list[str]], workers: int, max_pixels: int, progress) -> list[tuple]:
+def _scan_parallel(
+    chunks: list[list[str]], workers: int, max_pixels: int, progress, stats: bool = True
+) -> list[tuple]:
     # forkserver, not fork: forking a process that has started torch's thread
     # pools can crash the child.
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["ensemblecv.data.scan"])  # import once, fork workers from it
     rows: list[tuple] = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        for chunk, result in zip(chunks, pool.map(_scan_chunk, chunks, [max_pixels] * len(chunks))):
+        n = len(chunks)
+        for chunk, result in zip(
+            chunks, pool.map(_scan_chunk, chunks, [max_pixels] * n, [stats] * n)
+        ):
             rows += result
             if progress:
                 progress(len(chunk))

@@ -182,7 +182,7 @@ def _load_test(
     else:
         table = limited(load_samples(config.data.test), config.data.test_limit)
     with _progress(progress, "scan test", len(table)) as advance:
-        scan = scan_table(table, progress=advance)
+        scan = scan_table(table, progress=advance, stats=False)  # decodability is all it needs
     table = exclude_bad(
         scan,
         strict=config.data.strict,
