@@ -1,4 +1,4 @@
-"""The end-to-end demo: audit → three small models × 3 folds → ensembles → predict.
+"""The end-to-end demo: audit → small CNNs × 3 folds (+ refit) → ensembles → predict.
 
 It is the README's main command and the smoke test of the whole chain, so it
 uses only what works offline: a built-in dataset and built-in CNNs.
