@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from ensemblecv.demo import DEMO_MODELS, FAST_MODELS, demo_configs, run_demo
+from ensemblecv.demo import DEMO_MODEL, DEMO_SEEDS, DEMO_SIZES, demo_configs, run_demo
 from ensemblecv.training.runner import bag_members
 
 
@@ -52,7 +52,7 @@ def test_demo_runs_the_whole_chain_and_its_ensemble_beats_every_member(tmp_path)
 def test_shrunk_fast_demo_differs_from_the_real_one_in_size_only(tmp_path):
     real = demo_configs(tmp_path, fast=True, dataset="fashion-mnist")
     small = demo_configs(tmp_path, fast=True, dataset="fashion-mnist", epochs=1, limit=300)
-    assert [c.run_name for c in real] == list(FAST_MODELS)
+    assert [c.run_name for c in real] == [DEMO_MODEL]
     assert _fast_runs(tmp_path, dataset="fashion-mnist") == ["resnet9_small_r0", "resnet9_small_r1"]
     for a, b in zip(real, small):
         da, db = a.model_dump(), b.model_dump()
@@ -66,17 +66,21 @@ def test_shrunk_fast_demo_differs_from_the_real_one_in_size_only(tmp_path):
     assert digits.train.tta == [] and digits.augment.batch is None  # a mirrored 3 is no 3
 
 
-def test_full_demo_bags_the_strongest_model_and_every_demo_run_refits(tmp_path):
-    from ensemblecv.demo import DEMO_BAGS
-
-    full = [
-        m.run_name
-        for c in demo_configs(tmp_path, fast=False, dataset="digits")
-        for m in bag_members(c)
-    ]
-    ((bagged, n),) = DEMO_BAGS.items()
-    assert [f"{bagged}_r{r}" for r in range(n)] == [r for r in full if r.startswith(bagged)]
-    assert len(full) == len(DEMO_MODELS) - 1 + n
+def test_both_demos_train_seeds_of_one_network_that_refit(tmp_path):
+    """The full demo differs from the fast one in images, epochs and width only."""
+    (full,), (fast,) = (demo_configs(tmp_path, f, dataset="fashion-mnist") for f in (False, True))
+    runs = [m.run_name for m in bag_members(full)]
+    assert runs == [f"{DEMO_MODEL}_r{r}" for r in range(DEMO_SEEDS)] and DEMO_SEEDS >= 2
+    assert [m.train.seed for m in bag_members(full)] == list(range(DEMO_SEEDS))
+    for config, fast_demo in ((full, False), (fast, True)):
+        images, epochs, width = DEMO_SIZES[fast_demo]
+        assert (config.data.limit, config.train.epochs) == (images, epochs)
+        assert config.model.kwargs == {"width": width}
+    assert DEMO_SIZES[False][0] > DEMO_SIZES[True][0] and DEMO_SIZES[False][2] > DEMO_SIZES[True][2]
+    a, b = full.model_dump(), fast.model_dump()
+    for d in (a, b):
+        d["data"].pop("limit"), d["train"].pop("epochs"), d["model"].pop("kwargs")
+    assert a == b
     # Every demo run predicts the test set with one refit model, as each OOF row was predicted.
-    for fast in (False, True):
-        assert all(c.train.refit_full for c in demo_configs(tmp_path, fast, dataset="digits"))
+    for fast_demo in (False, True):
+        assert all(c.train.refit_full for c in demo_configs(tmp_path, fast_demo, dataset="digits"))

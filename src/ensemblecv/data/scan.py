@@ -198,8 +198,7 @@ def scan_table(
         rows += _scan_chunk(chunk, max_pixels, stats)
         if progress:
             progress(len(chunk))
-    stats = pd.DataFrame(rows, columns=STAT_COLUMNS)
-    return ScanResult(table, stats)
+    return ScanResult(table, pd.DataFrame(rows, columns=STAT_COLUMNS))
 
 
 def _scan_parallel(
