@@ -26,7 +26,8 @@ from .ensemble.build import load_spec
 from .ensemble.leaderboard import build_method
 from .ensemble.store import PredictionStore
 from .errors import EnsembleCVError
-from .training.data import ImageSource, RowsDataset, make_loader
+from .training.classify_outputs import predict_views
+from .training.data import ImageSource, RowsDataset
 from .training.module import ClassifierModule
 
 TTA_MODES = ("hflip",)
@@ -62,7 +63,6 @@ class MemberPrediction:
     probs: np.ndarray  # (N, C) float32, mean over the run's checkpoints (and TTA views)
 
 
-@torch.no_grad()
 def _predict_run(
     run_dir: Path,
     source: ImageSource,
@@ -71,27 +71,19 @@ def _predict_run(
     batch_size: int,
     device: torch.device,
 ) -> dict[bool, np.ndarray]:
-    """The run's mean probabilities over its checkpoints, per view: ``{False: plain}`` and,
-    with ``flip``, ``{True: mirrored}`` from the same loading of each checkpoint."""
+    """The run's mean probabilities over its checkpoints: ``{False: plain}`` and, with
+    ``flip``, ``{True: mirror-averaged}``, both from one pass of each checkpoint (the same
+    :func:`~.training.classify_outputs.predict_views` that stored the training predictions)."""
     rows = np.arange(len(source))
     ds = RowsDataset(source, rows, np.zeros(len(rows), dtype=np.int64), eval_tf)
-    loader = make_loader(ds, batch_size, 0, False, 0, device.type == "cuda")
-    views = [False, True] if flip else [False]
     total: dict[bool, np.ndarray] = {}
     ckpts = checkpoints(run_dir)
     for ckpt in ckpts:
-        module = load_module(ckpt, device)
-        for view in views:
-            out = []
-            for x, _, _ in loader:
-                x = x.to(device)
-                out.append(
-                    torch.softmax(module(torch.flip(x, dims=[3]) if view else x).float(), 1)
-                    .cpu()
-                    .numpy()
-                )
-            probs = np.concatenate(out).astype(np.float64)
-            total[view] = probs if view not in total else total[view] + probs
+        views = predict_views(load_module(ckpt, device), ds, batch_size, device, 0, flip)
+        for view, probs in zip((False, True), views, strict=True):
+            if probs is not None:
+                probs = probs.astype(np.float64)
+                total[view] = probs if view not in total else total[view] + probs
     return {view: probs / len(ckpts) for view, probs in total.items()}
 
 
@@ -141,9 +133,7 @@ def predict_members(
     out = []
     for member in runs:
         run, flip = _member_views(member, tta)
-        views = by_run[run]
-        probs = (views[False] + views[True]) / 2 if flip else views[False]
-        out.append(MemberPrediction(member, probs.astype(np.float32)))
+        out.append(MemberPrediction(member, by_run[run][flip].astype(np.float32)))
     return out
 
 

@@ -16,15 +16,15 @@ def demo(
     fast: bool = typer.Option(
         False,
         help="classify: 5,000 training images, two seeds of resnet9_small, 8 epochs, the "
-        "10,000 test images (4.5 minutes on 2 idle CPU cores); domains: 150 images per domain, 2 folds, 4 epochs (about 4.3 "
-        "CPU-minutes); detect: 240 images, 6 epochs; segment: 120 training images at 32 px, "
-        "8 epochs (3.6 minutes).",
+        "10,000 test images (4.5 minutes on 2 idle CPU cores); domains: 150 images per "
+        "domain, 2 folds, 4 epochs (about 4.3 CPU-minutes); detect: 240 images, 6 epochs; "
+        "segment: 120 training images at 32 px, 8 epochs (3.6 minutes).",
     ),
     task: str = typer.Option(
         "classify",
         "--task",
-        help="classify (audit, small CNNs over 3 folds, ensembles, predict) | domains (leave-one-domain-out: "
-        "ERM vs MixStyle vs weight averaging vs the ensemble of averages) | detect (digits on "
+        help="classify (audit, small CNNs over 3 folds, ensembles, predict) | domains "
+        "(leave-one-domain-out: ERM vs MixStyle vs weight averaging vs the ensemble of averages) | detect (digits on "
         "texture, 2 detectors, box ensembles, test mAP) | segment (shapes and digits, 3 "
         "segmenters, map ensembles, test mIoU).",
     ),
